@@ -1,0 +1,123 @@
+"""The GP-VAE as a Pyro model/guide pair."""
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.nn import PyroModule
+from torch import Tensor
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+class GPVAE(PyroModule):
+    r"""A VAE whose latent codes have a GP prior over auxiliary inputs (Pearce 2020; Jazbec et al. 2021).
+
+    Guide: the encoder maps each observation :math:`\mathbf y_i` to :math:`\tilde q(\mathbf z_i\mid\mathbf y_i) =
+    \mathcal N(\tilde{\mathbf y}_i, \mathrm{diag}(\tilde{\boldsymbol\sigma}_i^2))`, the *latent dataset*; the
+    ``latent_prior`` turns it into the posterior over latent codes and samples :math:`\mathbf z`. Model: the
+    ``latent_prior`` samples :math:`\mathbf z` from the prior, the decoder gives the likelihood of
+    :math:`\mathbf y`. With :class:`~pyro.infer.TraceMeanField_ELBO` the SVI loss is minus
+    :math:`\sum_{i\in b}\mathbb E_q[\log p(\mathbf y_i\mid\mathbf z_i)] - \mathrm{KL}`, which equals Eq. 10 of the
+    SVGP-VAE paper in expectation (:class:`SparseLatentPrior`) and Eq. 2 exactly (:class:`ExactLatentPrior`).
+    The derivation is in ``docs/objective.md``.
+
+    :param encoder: module mapping ``y`` ``(*batch, b, *obs)`` to ``(mean, log_var)``, each ``(*batch, b, L)``.
+    :param decoder: module mapping ``z`` ``(*batch, b, L)`` to the likelihood's parameter ``(*batch, b, *obs)``:
+        logits (Bernoulli) or means (Gaussian).
+    :param latent_prior: :class:`~gpytorch_vae.models.SparseLatentPrior`, :class:`~gpytorch_vae.models.ExactLatentPrior`
+        or :class:`~gpytorch_vae.models.IndependentLatentPrior`.
+    :param latent_dim: :math:`L`.
+    :param likelihood: ``"bernoulli"`` or ``"gaussian"``.
+    :param observation_scale: :math:`\sigma_y` of the Gaussian likelihood.
+    :param observation_dims: number of trailing dimensions of one observation (1 for vectors, 3 for images).
+    :param min_variance, max_variance: clipping range of the encoder variances (they act as GP noise).
+    :param gp_dtype: dtype of the GP computations (e.g. ``torch.float64``); default: the encoder's.
+    """
+
+    def __init__(
+        self,
+        encoder: torch.nn.Module,
+        decoder: torch.nn.Module,
+        latent_prior: torch.nn.Module,
+        latent_dim: int,
+        likelihood: str = "bernoulli",
+        observation_scale: float = 1.0,
+        observation_dims: int = 1,
+        min_variance: float = 1e-3,
+        max_variance: float = 10.0,
+        gp_dtype: torch.dtype | None = None,
+    ):
+        super().__init__()
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        if not 0 < min_variance < max_variance:
+            raise ValueError("need 0 < min_variance < max_variance")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.latent_prior = latent_prior
+        self.latent_dim = int(latent_dim)
+        self.likelihood = likelihood
+        self.observation_scale = float(observation_scale)
+        self.observation_dims = int(observation_dims)
+        self.min_variance = float(min_variance)
+        self.max_variance = float(max_variance)
+        self.gp_dtype = gp_dtype
+
+    # ------------------------------------------------------------------ building blocks
+    def latent_dataset(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Encoder means :math:`\tilde{\mathbf y}` and clipped variances :math:`\tilde{\boldsymbol\sigma}^2`,
+        each ``(*batch, L, b)`` in the GP dtype."""
+        mean, log_var = self.encoder(y)
+        var = log_var.exp().clamp(self.min_variance, self.max_variance)
+        dtype = self.gp_dtype or mean.dtype
+        return mean.mT.to(dtype), var.mT.to(dtype)
+
+    def decode(self, z: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        """Decoder output for latent codes ``z`` ``(*batch, L, b)``: logits or means ``(*batch, b, *obs)``."""
+        z = z.mT
+        return self.decoder(z if dtype is None else z.to(dtype))
+
+    def observation_distribution(self, z: Tensor, dtype: torch.dtype | None = None) -> dist.TorchDistribution:
+        """:math:`p(\\mathbf y\\mid\\mathbf z)` for the whole batch, one event."""
+        return self.likelihood_from_output(self.decode(z, dtype))
+
+    def likelihood_from_output(self, out: Tensor) -> dist.TorchDistribution:
+        """The likelihood given the decoder output (logits or means)."""
+        if self.likelihood == "bernoulli":
+            base = dist.Bernoulli(logits=out)
+        else:
+            base = dist.Normal(out, self.observation_scale)
+        return base.to_event(out.dim())
+
+    def _latent_shape(self, y: Tensor) -> torch.Size:
+        data_shape = y.shape[: y.dim() - self.observation_dims]  # (*batch, b)
+        return torch.Size([*data_shape[:-1], self.latent_dim, data_shape[-1]])
+
+    # ------------------------------------------------------------------ Pyro model and guide
+    def model(self, x: Tensor, y: Tensor, num_data: int | None = None) -> Tensor:
+        r"""``z ~ prior`` (sites of the latent prior), ``y ~ p(y | z)`` (site ``y``, observed)."""
+        pyro.module("decoder", self.decoder)
+        pyro.module("latent_prior", self.latent_prior)
+        z = self.latent_prior.model(x, self._latent_shape(y), num_data)
+        return pyro.sample("y", self.observation_distribution(z, y.dtype), obs=y)
+
+    def guide(self, x: Tensor, y: Tensor, num_data: int | None = None) -> Tensor:
+        r"""``z ~ q(z | x, y)``: encoder -> latent dataset -> latent-GP posterior."""
+        pyro.module("encoder", self.encoder)
+        pyro.module("latent_prior", self.latent_prior)
+        mean, var = self.latent_dataset(y)
+        return self.latent_prior.guide(x, mean, var, num_data)
+
+    # ------------------------------------------------------------------ terms for logging and custom objectives
+    def elbo_terms(self, x: Tensor, y: Tensor, num_data: int | None = None) -> dict[str, Tensor]:
+        r"""The objective's parts for one batch: ``reconstruction`` (a one-sample estimate of
+        :math:`\sum_i\mathbb E_q[\log p(\mathbf y_i\mid\mathbf z_i)]`), ``kl`` (analytic, scaled by :math:`b/N` for
+        the sparse prior), ``elbo`` = reconstruction - kl, and the sample ``z`` and its decoding ``decoded``."""
+        mean, var = self.latent_dataset(y)
+        z = poutine.trace(self.latent_prior.guide).get_trace(x, mean, var, num_data).nodes["z"]["value"]
+        decoded = self.decode(z, y.dtype)
+        reconstruction = self.likelihood_from_output(decoded).log_prob(y)
+        kl = self.latent_prior.kl_divergence(x, mean, var, num_data).to(reconstruction.dtype)
+        return {"reconstruction": reconstruction, "kl": kl, "elbo": reconstruction - kl, "z": z, "decoded": decoded}

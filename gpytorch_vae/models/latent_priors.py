@@ -1,0 +1,129 @@
+r"""Latent priors of a GP-VAE as Pyro model/guide fragments.
+
+Each class turns a latent dataset (auxiliary inputs ``x``, encoder means ``mean`` and variances ``var``, both
+``(*batch, L, b)``) into Pyro sample sites, returning latent codes ``z`` of shape ``(*batch, L, b)``:
+
+* :class:`SparseLatentPrior` (SVGP-VAE, Eq. 10): sites ``inducing_values`` (whitened :math:`\mathbf v`, scaled by
+  :math:`b/N`) and ``z`` (the prior conditional :math:`p(\mathbf z\mid\mathbf v)` in model and guide alike).
+* :class:`ExactLatentPrior` (Pearce, Eq. 2): site ``z``, :math:`p(\mathbf z)` in the model and the exact GP
+  posterior :math:`q(\mathbf z)` in the guide.
+* :class:`IndependentLatentPrior` (VAE): site ``z``, :math:`\mathcal N(\mathbf 0, \mathbf I)` in the model and
+  the encoder's :math:`\tilde q(\mathbf z\mid\mathbf y)` in the guide.
+
+The GP couples all points of a batch, so each site is one event over the whole batch (no data plate). Each class
+also gives the analytic KL part of the objective (:meth:`kl_divergence`), which is what
+:class:`~pyro.infer.TraceMeanField_ELBO` computes from the sites; see ``docs/objective.md``.
+"""
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from linear_operator.utils.cholesky import psd_safe_cholesky
+from pyro import poutine
+from torch import Tensor
+
+
+def _normal_event(mean: Tensor, variance: Tensor) -> dist.TorchDistribution:
+    return dist.Normal(mean, variance.sqrt()).to_event(mean.dim())
+
+
+class SparseLatentPrior(torch.nn.Module):
+    r"""SVGP-VAE latent prior over an :class:`~gpytorch.models.ApproximateGP` whose strategy is
+    :class:`~gpytorch_vae.variational.AmortizedHybridVariationalStrategy`.
+
+    Model: :math:`\mathbf v \sim \mathcal N(\mathbf 0,\mathbf I)` (scaled by :math:`b/N`), :math:`z_i\mid\mathbf v
+    \sim p(f(\mathbf x_i)\mid\mathbf v)`. Guide: :math:`\mathbf v\sim q_S(\mathbf v)` (Eq. 9, whitened, scaled by
+    :math:`b/N`), the same conditional for :math:`z_i`. The ELBO is
+    :math:`\sum_i\mathbb E_{q_S}[\log p(\mathbf y_i\mid\mathbf z_i)] - \frac bN\sum_l\mathrm{KL}(q_S^l(\mathbf u)\,\|
+    \,p^l(\mathbf u))`, the expectation of Eq. 10.
+    """
+
+    def __init__(self, gp):
+        super().__init__()
+        self.gp = gp
+
+    @property
+    def strategy(self):
+        return self.gp.variational_strategy
+
+    def _scale(self, batch_size: int, num_data: int | None) -> float:
+        return 1.0 if num_data is None else batch_size / num_data
+
+    def guide(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> Tensor:
+        self.strategy.set_latent_data(x, mean, var, num_data)
+        q_v, terms = self.strategy._whitened_posterior()
+        with poutine.scale(scale=self._scale(mean.size(-1), num_data)):
+            v = pyro.sample("inducing_values", q_v.to_event(len(q_v.batch_shape)))
+        conditional = terms.predictive(v, None, diag=True)
+        return pyro.sample("z", _normal_event(conditional.mean, conditional.variance))
+
+    def model(self, x: Tensor, batch_shape: torch.Size, num_data: int | None = None) -> Tensor:
+        like = self.strategy.inducing_points
+        terms = self.strategy._prior_terms(x.to(like))
+        num_inducing = terms.chol.size(-1)
+        gp_shape = torch.Size(batch_shape[:-1])
+        eye = torch.eye(num_inducing, dtype=like.dtype, device=like.device).expand(*gp_shape, -1, -1)
+        p_v = dist.MultivariateNormal(like.new_zeros(*gp_shape, num_inducing), scale_tril=eye)
+        with poutine.scale(scale=self._scale(batch_shape[-1], num_data)):
+            v = pyro.sample("inducing_values", p_v.to_event(len(gp_shape)))
+        conditional = terms.predictive(v, None, diag=True)
+        return pyro.sample("z", _normal_event(conditional.mean, conditional.variance))
+
+    def kl_divergence(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> Tensor:
+        r""":math:`\frac bN\sum_l\mathrm{KL}(q_S^l(\mathbf u)\,\|\,p^l(\mathbf u))` summed over all GPs."""
+        self.strategy.set_latent_data(x, mean, var, num_data)
+        return self._scale(mean.size(-1), num_data) * self.strategy.kl_divergence().sum()
+
+
+class ExactLatentPrior(torch.nn.Module):
+    r"""Pearce's GP-VAE latent prior over an :class:`~gpytorch_vae.models.ExactLatentGP`.
+
+    Model :math:`\mathbf z\sim p(\mathbf z) = \mathcal N(\mathbf m, \mathbf K_{XX})`, guide :math:`\mathbf z\sim
+    q(\mathbf z)` (exact posterior of the latent dataset). Eq. 2 equals :math:`\mathbb E_q[\log p(\mathbf Y\mid
+    \mathbf Z)] - \mathrm{KL}(q\,\|\,p)` exactly, because :math:`\log q = \log\tilde q + \log p - \log Z`.
+    """
+
+    def __init__(self, gp):
+        super().__init__()
+        self.gp = gp
+
+    @staticmethod
+    def _as_pyro(mvn) -> dist.MultivariateNormal:
+        base = dist.MultivariateNormal(mvn.mean, scale_tril=psd_safe_cholesky(mvn.covariance_matrix))
+        return base.to_event(len(base.batch_shape))
+
+    def _posterior(self, x: Tensor, mean: Tensor, var: Tensor):
+        like = next(self.gp.parameters())
+        self.gp.set_latent_data(x.to(like), mean.to(like), var.to(like))
+        return self.gp.posterior()
+
+    def guide(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> Tensor:
+        return pyro.sample("z", self._as_pyro(self._posterior(x, mean, var)))
+
+    def model(self, x: Tensor, batch_shape: torch.Size, num_data: int | None = None) -> Tensor:
+        like = next(self.gp.parameters())
+        prior = self.gp.forward(x.to(like))
+        prior = prior.expand(torch.Size(batch_shape[:-1])) if prior.batch_shape != batch_shape[:-1] else prior
+        return pyro.sample("z", self._as_pyro(prior))
+
+    def kl_divergence(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> Tensor:
+        r""":math:`\sum_l \mathrm{KL}(q^l(\mathbf z)\,\|\,p^l(\mathbf z))`."""
+        q = self._posterior(x, mean, var)
+        return torch.distributions.kl_divergence(self._as_pyro(q), self._as_pyro(self.gp.prior()))
+
+
+class IndependentLatentPrior(torch.nn.Module):
+    r"""The plain VAE: :math:`p(\mathbf z_i) = \mathcal N(\mathbf 0, \mathbf I)`, guide
+    :math:`\tilde q(\mathbf z_i\mid\mathbf y_i)`; the auxiliary inputs are ignored."""
+
+    def guide(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> Tensor:
+        return pyro.sample("z", _normal_event(mean, var))
+
+    def model(self, x: Tensor, batch_shape: torch.Size, num_data: int | None = None) -> Tensor:
+        zeros = torch.zeros(batch_shape, dtype=x.dtype, device=x.device)
+        return pyro.sample("z", _normal_event(zeros, torch.ones_like(zeros)))
+
+    def kl_divergence(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> Tensor:
+        return 0.5 * (var + mean.square() - 1.0 - var.log()).sum()
+

@@ -1,0 +1,77 @@
+"""Prior quantities shared by the inducing-point computations: one kernel evaluation, one Cholesky."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from gpytorch.distributions import MultivariateNormal
+from linear_operator import to_dense
+from linear_operator.operators import DiagLinearOperator, LinearOperator, MatmulLinearOperator
+from linear_operator.utils.cholesky import psd_safe_cholesky
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class WhitenedPriorTerms:
+    r"""Prior terms of inducing inputs :math:`\mathbf U` and data inputs :math:`\mathbf X` in whitened form.
+
+    :ivar inducing_mean: :math:`\mathbf m_U = m(\mathbf U)`, ``(*batch, m)``.
+    :ivar chol: lower :math:`\mathbf L` with :math:`\mathbf L\mathbf L^\top = \mathbf K_{mm} + \epsilon\mathbf I`.
+    :ivar interp: :math:`\boldsymbol\Phi = \mathbf L^{-1}\mathbf K_{mX}`, ``(*batch, m, n)``.
+    :ivar data_mean: :math:`m(\mathbf X)`, ``(*batch, n)``.
+    :ivar data_covar: lazy :math:`\mathbf K_{XX}`, ``(*batch, n, n)``.
+    """
+
+    inducing_mean: Tensor
+    chol: Tensor
+    interp: Tensor
+    data_mean: Tensor
+    data_covar: LinearOperator
+
+    @classmethod
+    def compute(cls, prior_model, x: Tensor, inducing_points: Tensor, jitter: float, **kwargs) -> "WhitenedPriorTerms":
+        """Evaluate the GP prior ``prior_model.forward`` once on :math:`[\\mathbf U; \\mathbf X]` (as GPyTorch's
+        ``VariationalStrategy`` does, so models whose ``forward`` transforms inputs, e.g. GP-LVM look-ups, work)."""
+        batch_shape = torch.broadcast_shapes(inducing_points.shape[:-2], x.shape[:-2])
+        inducing_points = inducing_points.expand(*batch_shape, *inducing_points.shape[-2:])
+        x = x.expand(*batch_shape, *x.shape[-2:])
+        num_inducing = inducing_points.size(-2)
+        full_output = prior_model.forward(torch.cat([inducing_points, x], dim=-2), **kwargs)
+        full_covar = full_output.lazy_covariance_matrix
+        induc_induc = to_dense(full_covar[..., :num_inducing, :num_inducing])
+        induc_induc = induc_induc + jitter * torch.eye(num_inducing, dtype=induc_induc.dtype, device=induc_induc.device)
+        # psd_safe_cholesky retries with more jitter and warns (NumericalWarning); it raises NotPSDError on failure.
+        chol = psd_safe_cholesky(induc_induc)
+        induc_data = to_dense(full_covar[..., :num_inducing, num_inducing:])
+        interp = torch.linalg.solve_triangular(chol, induc_data, upper=False)
+        return cls(
+            inducing_mean=full_output.mean[..., :num_inducing],
+            chol=chol,
+            interp=interp,
+            data_mean=full_output.mean[..., num_inducing:],
+            data_covar=full_covar[..., num_inducing:, num_inducing:],
+        )
+
+    def predictive(self, whitened_values: Tensor, whitened_covar_root: Tensor | None, diag: bool) -> MultivariateNormal:
+        r""":math:`\int p(\mathbf f_X\mid\mathbf v)\,q(\mathbf v)\,d\mathbf v` for :math:`q(\mathbf v) =
+        \mathcal N(\mathbf m_w, \mathbf S\mathbf S^\top)` (SVGP-VAE Eq. 3 in whitened form):
+
+        .. math::
+            \mathbf m_X + \boldsymbol\Phi^\top\mathbf m_w, \qquad
+            \mathbf K_{XX} + \boldsymbol\Phi^\top(\mathbf S\mathbf S^\top - \mathbf I)\boldsymbol\Phi.
+
+        With ``whitened_covar_root=None`` this is the prior conditional :math:`p(\mathbf f_X\mid\mathbf v)` at
+        ``whitened_values``. With ``diag=True`` only the marginal variances are computed (a diagonal covariance).
+        """
+        interp = self.interp
+        mean = self.data_mean + (interp.mT @ whitened_values.unsqueeze(-1)).squeeze(-1)
+        projected = None if whitened_covar_root is None else whitened_covar_root.mT @ interp
+        if diag:
+            # K_ii - Q_ii >= 0 in exact arithmetic; clamp the round-off.
+            variance = (self.data_covar.diagonal(dim1=-1, dim2=-2) - interp.square().sum(-2)).clamp_min(0.0)
+            if projected is not None:
+                variance = variance + projected.square().sum(-2)
+            return MultivariateNormal(mean, DiagLinearOperator(variance))
+        middle = -interp if projected is None else whitened_covar_root @ projected - interp
+        return MultivariateNormal(mean, self.data_covar + MatmulLinearOperator(interp.mT, middle))
+
