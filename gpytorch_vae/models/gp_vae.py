@@ -79,17 +79,18 @@ class GPVAE(PyroModule):
         z = z.mT
         return self.decoder(z if dtype is None else z.to(dtype))
 
-    def observation_distribution(self, z: Tensor, dtype: torch.dtype | None = None) -> dist.TorchDistribution:
-        """:math:`p(\\mathbf y\\mid\\mathbf z)` for the whole batch, one event."""
-        return self.likelihood_from_output(self.decode(z, dtype))
+    def observation_distribution(self, z: Tensor, y: Tensor) -> dist.TorchDistribution:
+        """:math:`p(\\mathbf y\\mid\\mathbf z)` for the whole batch ``y``, one event (leading sample dims of ``z``
+        stay batch dims)."""
+        return self.likelihood_from_output(self.decode(z, y.dtype), y.dim())
 
-    def likelihood_from_output(self, out: Tensor) -> dist.TorchDistribution:
-        """The likelihood given the decoder output (logits or means)."""
+    def likelihood_from_output(self, out: Tensor, event_dims: int) -> dist.TorchDistribution:
+        """The likelihood given the decoder output (logits or means), an event over the trailing ``event_dims``."""
         if self.likelihood == "bernoulli":
             base = dist.Bernoulli(logits=out)
         else:
             base = dist.Normal(out, self.observation_scale)
-        return base.to_event(out.dim())
+        return base.to_event(event_dims)
 
     def _latent_shape(self, y: Tensor) -> torch.Size:
         data_shape = y.shape[: y.dim() - self.observation_dims]  # (*batch, b)
@@ -101,7 +102,7 @@ class GPVAE(PyroModule):
         pyro.module("decoder", self.decoder)
         pyro.module("latent_prior", self.latent_prior)
         z = self.latent_prior.model(x, self._latent_shape(y), num_data)
-        return pyro.sample("y", self.observation_distribution(z, y.dtype), obs=y)
+        return pyro.sample("y", self.observation_distribution(z, y), obs=y)
 
     def guide(self, x: Tensor, y: Tensor, num_data: int | None = None) -> Tensor:
         r"""``z ~ q(z | x, y)``: encoder -> latent dataset -> latent-GP posterior."""
@@ -118,6 +119,6 @@ class GPVAE(PyroModule):
         mean, var = self.latent_dataset(y)
         z = poutine.trace(self.latent_prior.guide).get_trace(x, mean, var, num_data).nodes["z"]["value"]
         decoded = self.decode(z, y.dtype)
-        reconstruction = self.likelihood_from_output(decoded).log_prob(y)
+        reconstruction = self.likelihood_from_output(decoded, y.dim()).log_prob(y)
         kl = self.latent_prior.kl_divergence(x, mean, var, num_data).to(reconstruction.dtype)
         return {"reconstruction": reconstruction, "kl": kl, "elbo": reconstruction - kl, "z": z, "decoded": decoded}

@@ -24,8 +24,9 @@ from pyro import poutine
 from torch import Tensor
 
 
-def _normal_event(mean: Tensor, variance: Tensor) -> dist.TorchDistribution:
-    return dist.Normal(mean, variance.sqrt()).to_event(mean.dim())
+def _normal_event(mean: Tensor, variance: Tensor, event_dims: int) -> dist.TorchDistribution:
+    """Diagonal Gaussian over the trailing ``event_dims`` dims (leading ones, e.g. vectorised particles, batch)."""
+    return dist.Normal(mean, variance.sqrt()).to_event(event_dims)
 
 
 class SparseLatentPrior(torch.nn.Module):
@@ -55,8 +56,7 @@ class SparseLatentPrior(torch.nn.Module):
         q_v, terms = self.strategy._whitened_posterior()
         with poutine.scale(scale=self._scale(mean.size(-1), num_data)):
             v = pyro.sample("inducing_values", q_v.to_event(len(q_v.batch_shape)))
-        conditional = terms.predictive(v, None, diag=True)
-        return pyro.sample("z", _normal_event(conditional.mean, conditional.variance))
+        return pyro.sample("z", _normal_event(*terms.marginals(v, None), mean.dim()))
 
     def model(self, x: Tensor, batch_shape: torch.Size, num_data: int | None = None) -> Tensor:
         like = self.strategy.inducing_points
@@ -67,8 +67,7 @@ class SparseLatentPrior(torch.nn.Module):
         p_v = dist.MultivariateNormal(like.new_zeros(*gp_shape, num_inducing), scale_tril=eye)
         with poutine.scale(scale=self._scale(batch_shape[-1], num_data)):
             v = pyro.sample("inducing_values", p_v.to_event(len(gp_shape)))
-        conditional = terms.predictive(v, None, diag=True)
-        return pyro.sample("z", _normal_event(conditional.mean, conditional.variance))
+        return pyro.sample("z", _normal_event(*terms.marginals(v, None), len(batch_shape)))
 
     def kl_divergence(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> Tensor:
         r""":math:`\frac bN\sum_l\mathrm{KL}(q_S^l(\mathbf u)\,\|\,p^l(\mathbf u))` summed over all GPs."""
@@ -118,11 +117,11 @@ class IndependentLatentPrior(torch.nn.Module):
     :math:`\tilde q(\mathbf z_i\mid\mathbf y_i)`; the auxiliary inputs are ignored."""
 
     def guide(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> Tensor:
-        return pyro.sample("z", _normal_event(mean, var))
+        return pyro.sample("z", _normal_event(mean, var, mean.dim()))
 
     def model(self, x: Tensor, batch_shape: torch.Size, num_data: int | None = None) -> Tensor:
         zeros = torch.zeros(batch_shape, dtype=x.dtype, device=x.device)
-        return pyro.sample("z", _normal_event(zeros, torch.ones_like(zeros)))
+        return pyro.sample("z", _normal_event(zeros, torch.ones_like(zeros), zeros.dim()))
 
     def kl_divergence(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> Tensor:
         return 0.5 * (var + mean.square() - 1.0 - var.log()).sum()

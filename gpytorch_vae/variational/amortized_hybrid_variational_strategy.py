@@ -232,6 +232,6 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
 
     def _expected_log_likelihood(self, q_white: PyroMultivariateNormal, terms: WhitenedPriorTerms) -> Tensor:
         batch = self._latent_batch
-        q_f = terms.predictive(q_white.loc, q_white.scale_tril, diag=True)
-        sq_err = (batch.y - q_f.mean).square() + q_f.variance
+        mean, variance = terms.marginals(q_white.loc, q_white.scale_tril)
+        sq_err = (batch.y - mean).square() + variance
         return -0.5 * (math.log(2 * math.pi) + batch.noise.log() + sq_err / batch.noise).sum(-1)

@@ -20,6 +20,8 @@ class WhitenedPriorTerms:
     :ivar interp: :math:`\boldsymbol\Phi = \mathbf L^{-1}\mathbf K_{mX}`, ``(*batch, m, n)``.
     :ivar data_mean: :math:`m(\mathbf X)`, ``(*batch, n)``.
     :ivar data_covar: lazy :math:`\mathbf K_{XX}`, ``(*batch, n, n)``.
+    :ivar jitter: :math:`\epsilon`, also added to predictive variances (as GPyTorch does), so that a prior
+        conditional at an inducing input stays a proper distribution.
     """
 
     inducing_mean: Tensor
@@ -27,6 +29,7 @@ class WhitenedPriorTerms:
     interp: Tensor
     data_mean: Tensor
     data_covar: LinearOperator
+    jitter: float
 
     @classmethod
     def compute(cls, prior_model, x: Tensor, inducing_points: Tensor, jitter: float, **kwargs) -> "WhitenedPriorTerms":
@@ -50,7 +53,19 @@ class WhitenedPriorTerms:
             interp=interp,
             data_mean=full_output.mean[..., num_inducing:],
             data_covar=full_covar[..., num_inducing:, num_inducing:],
+            jitter=jitter,
         )
+
+    def marginals(self, whitened_values: Tensor, whitened_covar_root: Tensor | None) -> tuple[Tensor, Tensor]:
+        r"""Means and variances of :meth:`predictive`, in :math:`O(m^2 n)`:
+        :math:`k_{ii} - \lVert\boldsymbol\phi_i\rVert^2 + \lVert\mathbf S^\top\boldsymbol\phi_i\rVert^2 + \epsilon`."""
+        interp = self.interp
+        mean = self.data_mean + (interp.mT @ whitened_values.unsqueeze(-1)).squeeze(-1)
+        # k_ii - q_ii >= 0 in exact arithmetic; clamp the round-off.
+        variance = (self.data_covar.diagonal(dim1=-1, dim2=-2) - interp.square().sum(-2)).clamp_min(0.0)
+        if whitened_covar_root is not None:
+            variance = variance + (whitened_covar_root.mT @ interp).square().sum(-2)
+        return mean, variance + self.jitter
 
     def predictive(self, whitened_values: Tensor, whitened_covar_root: Tensor | None, diag: bool) -> MultivariateNormal:
         r""":math:`\int p(\mathbf f_X\mid\mathbf v)\,q(\mathbf v)\,d\mathbf v` for :math:`q(\mathbf v) =
@@ -63,15 +78,10 @@ class WhitenedPriorTerms:
         With ``whitened_covar_root=None`` this is the prior conditional :math:`p(\mathbf f_X\mid\mathbf v)` at
         ``whitened_values``. With ``diag=True`` only the marginal variances are computed (a diagonal covariance).
         """
+        if diag:
+            mean, variance = self.marginals(whitened_values, whitened_covar_root)
+            return MultivariateNormal(mean, DiagLinearOperator(variance))
         interp = self.interp
         mean = self.data_mean + (interp.mT @ whitened_values.unsqueeze(-1)).squeeze(-1)
-        projected = None if whitened_covar_root is None else whitened_covar_root.mT @ interp
-        if diag:
-            # K_ii - Q_ii >= 0 in exact arithmetic; clamp the round-off.
-            variance = (self.data_covar.diagonal(dim1=-1, dim2=-2) - interp.square().sum(-2)).clamp_min(0.0)
-            if projected is not None:
-                variance = variance + projected.square().sum(-2)
-            return MultivariateNormal(mean, DiagLinearOperator(variance))
-        middle = -interp if projected is None else whitened_covar_root @ projected - interp
-        return MultivariateNormal(mean, self.data_covar + MatmulLinearOperator(interp.mT, middle))
-
+        middle = -interp if whitened_covar_root is None else whitened_covar_root @ (whitened_covar_root.mT @ interp) - interp
+        return MultivariateNormal(mean, self.data_covar.add_jitter(self.jitter) + MatmulLinearOperator(interp.mT, middle))
