@@ -12,6 +12,7 @@ from reference import (
     exact_gp_reference,
     gaussian_kl,
     latent_data,
+    log_normal,
     make_kernel,
     make_sparse_gp,
     titsias_reference,
@@ -104,6 +105,22 @@ class TestMinibatch:
         q_u = self.gp.variational_strategy.variational_distribution
         torch.testing.assert_close(q_u.mean, mu_b, atol=ATOL, rtol=1e-7)
         torch.testing.assert_close(q_u.covariance_matrix, a_b, atol=ATOL, rtol=1e-7)
+
+    def test_minibatch_hensman_bound_is_eq7(self):
+        """(N/b) sum_{i in b} {log N(y_i | k_i K^-1 mu_b, s_i^2) - (k~_ii + tr(A_b Lambda_i)) / (2 s_i^2)} - KL."""
+        idx = torch.arange(5, 13)
+        xb, yb, nb = self.x[idx], self.y[:, idx], self.noise[:, idx]
+        self.gp.set_latent_data(xb, yb, nb, num_data=24)
+        _, mu_b, a_b = batch_titsias_reference(self.kernel, self.u, xb, yb, nb, 24)
+        kmm_inv = torch.linalg.inv(dense(self.kernel, self.u))
+        kbm = dense(self.kernel, xb, self.u)
+        interp = kbm @ kmm_inv  # rows k_i K^-1
+        k_tilde = dense(self.kernel, xb).diagonal(dim1=-1, dim2=-2) - (interp * kbm).sum(-1)
+        trace = ((interp @ a_b) * interp).sum(-1)  # tr(A Lambda_i)
+        data = log_normal(yb, (interp @ mu_b.unsqueeze(-1)).squeeze(-1), nb) - (k_tilde + trace) / (2 * nb)
+        kl = gaussian_kl(mu_b, a_b, torch.zeros_like(mu_b), dense(self.kernel, self.u))
+        expected = 24 / 8 * data.sum(-1) - kl
+        torch.testing.assert_close(self.gp.variational_strategy.hensman_bound(), expected, atol=1e-6, rtol=1e-8)
 
     def test_sigma_b_averages_to_sigma(self):
         kmm = dense(self.kernel, self.u)
