@@ -1,6 +1,8 @@
 """The GP-VAE as a Pyro model/guide pair."""
 from __future__ import annotations
 
+from typing import Iterable
+
 import pyro
 import pyro.distributions as dist
 import torch
@@ -122,3 +124,20 @@ class GPVAE(PyroModule):
         reconstruction = self.likelihood_from_output(decoded, y.dim()).log_prob(y)
         kl = self.latent_prior.kl_divergence(x, mean, var, num_data).to(reconstruction.dtype)
         return {"reconstruction": reconstruction, "kl": kl, "elbo": reconstruction - kl, "z": z, "decoded": decoded}
+
+    # ------------------------------------------------------------------ inference at test time
+    @torch.no_grad()
+    def posterior_latent_mean(self, x: Tensor, y: Tensor) -> Tensor:
+        """Posterior mean of the latent codes of a whole data set ``(x, y)`` in one batch, ``(*batch, b, L)``."""
+        mean, var = self.latent_dataset(y)
+        return self.latent_prior.posterior_mean(x, mean, var).mT
+
+    @torch.no_grad()
+    def condition_on_data(self, batches: Iterable[tuple[Tensor, Tensor]]):
+        r"""Streaming conditioning of a sparse latent GP on every ``(x, y)`` batch (test time, :math:`b = N`), in
+        :math:`O(m^2)` memory; afterwards ``self.latent_prior.gp(x_new)`` predicts at new inputs (call ``eval()``).
+        Returns the accumulated :class:`~gpytorch_vae.variational.WhitenedLatentStatistics`."""
+        strategy = getattr(self.latent_prior, "strategy", None)
+        if strategy is None:
+            raise TypeError("streaming conditioning needs a SparseLatentPrior")
+        return strategy.condition_on_batches((x, *self.latent_dataset(y)) for x, y in batches)

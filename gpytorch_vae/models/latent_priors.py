@@ -69,6 +69,12 @@ class SparseLatentPrior(torch.nn.Module):
             v = pyro.sample("inducing_values", p_v.to_event(len(gp_shape)))
         return pyro.sample("z", _normal_event(*terms.marginals(v, None), len(batch_shape)))
 
+    def posterior_mean(self, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
+        r"""Mean of :math:`q_S(\mathbf z)` at ``x`` given the whole latent dataset (:math:`b = N`)."""
+        self.strategy.set_latent_data(x, mean, var)
+        q_white, terms = self.strategy._whitened_posterior()
+        return terms.marginals(q_white.loc, None)[0]
+
     def kl_divergence(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> Tensor:
         r""":math:`\frac bN\sum_l\mathrm{KL}(q_S^l(\mathbf u)\,\|\,p^l(\mathbf u))` summed over all GPs."""
         self.strategy.set_latent_data(x, mean, var, num_data)
@@ -106,6 +112,10 @@ class ExactLatentPrior(torch.nn.Module):
         prior = prior.expand(torch.Size(batch_shape[:-1])) if prior.batch_shape != batch_shape[:-1] else prior
         return pyro.sample("z", self._as_pyro(prior))
 
+    def posterior_mean(self, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
+        """Mean of the exact posterior :math:`q(\\mathbf z)` at ``x``."""
+        return self._posterior(x, mean, var).mean
+
     def kl_divergence(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> Tensor:
         r""":math:`\sum_l \mathrm{KL}(q^l(\mathbf z)\,\|\,p^l(\mathbf z))`."""
         q = self._posterior(x, mean, var)
@@ -122,6 +132,10 @@ class IndependentLatentPrior(torch.nn.Module):
     def model(self, x: Tensor, batch_shape: torch.Size, num_data: int | None = None) -> Tensor:
         zeros = torch.zeros(batch_shape, dtype=x.dtype, device=x.device)
         return pyro.sample("z", _normal_event(zeros, torch.ones_like(zeros), zeros.dim()))
+
+    def posterior_mean(self, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
+        """The encoder means."""
+        return mean
 
     def kl_divergence(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> Tensor:
         return 0.5 * (var + mean.square() - 1.0 - var.log()).sum()
