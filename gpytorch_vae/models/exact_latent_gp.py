@@ -10,7 +10,7 @@ from gpytorch.means import Mean, ZeroMean
 from gpytorch.models import ExactGP
 from torch import Tensor
 
-from ..variational.amortized_hybrid_variational_strategy import validate_latent_data
+from ..variational.latent_data import validate_latent_data
 
 
 class ExactLatentGP(ExactGP):

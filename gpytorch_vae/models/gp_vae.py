@@ -9,6 +9,7 @@ import torch
 from pyro import poutine
 from pyro.nn import PyroModule
 from torch import Tensor
+from torch.distributions import kl_divergence
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -115,15 +116,31 @@ class GPVAE(PyroModule):
 
     # ------------------------------------------------------------------ terms for logging and custom objectives
     def elbo_terms(self, x: Tensor, y: Tensor, num_data: int | None = None) -> dict[str, Tensor]:
-        r"""The objective's parts for one batch: ``reconstruction`` (a one-sample estimate of
-        :math:`\sum_i\mathbb E_q[\log p(\mathbf y_i\mid\mathbf z_i)]`), ``kl`` (analytic, scaled by :math:`b/N` for
-        the sparse prior), ``elbo`` = reconstruction - kl, and the sample ``z`` and its decoding ``decoded``."""
-        mean, var = self.latent_dataset(y)
-        z = poutine.trace(self.latent_prior.guide).get_trace(x, mean, var, num_data).nodes["z"]["value"]
-        decoded = self.decode(z, y.dtype)
-        reconstruction = self.likelihood_from_output(decoded, y.dim()).log_prob(y)
-        kl = self.latent_prior.kl_divergence(x, mean, var, num_data).to(reconstruction.dtype)
-        return {"reconstruction": reconstruction, "kl": kl, "elbo": reconstruction - kl, "z": z, "decoded": decoded}
+        r"""The objective's parts for one batch, with the decomposition that :class:`~pyro.infer.TraceMeanField_ELBO`
+        uses (guide traced, model replayed on it):
+
+        * ``reconstruction``: :math:`\log p(\mathbf y\mid\mathbf z)` at one posterior sample, an unbiased estimate
+          of :math:`\sum_i\mathbb E_q[\log p(\mathbf y_i\mid\mathbf z_i)]`;
+        * ``kl``: :math:`\sum_{\text{sites}} \text{scale}\cdot\mathrm{KL}(q\,\|\,p)`, analytic (for the sparse prior
+          :math:`\frac bN\sum_l\mathrm{KL}(q_S^l(\mathbf u)\,\|\,p^l(\mathbf u))`, the ``z`` site contributing 0);
+        * ``elbo`` = reconstruction - kl (its expectation is Eq. 10 / Eq. 2), ``z`` (the sample) and ``decoded`` (the
+          likelihood's mean, e.g. for a GECO reconstruction constraint).
+        """
+        guide_trace = poutine.trace(self.guide).get_trace(x, y, num_data)
+        model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(x, y, num_data)
+        likelihood = model_trace.nodes["y"]["fn"]
+        reconstruction = likelihood.log_prob(y)
+        kl = torch.zeros((), dtype=reconstruction.dtype, device=reconstruction.device)
+        for name, site in guide_trace.iter_stochastic_nodes():
+            divergence = kl_divergence(site["fn"], model_trace.nodes[name]["fn"])
+            kl = kl + site["scale"] * divergence.sum().to(kl.dtype)
+        return {
+            "reconstruction": reconstruction,
+            "kl": kl,
+            "elbo": reconstruction - kl,
+            "z": guide_trace.nodes["z"]["value"],
+            "decoded": likelihood.mean,
+        }
 
     # ------------------------------------------------------------------ inference at test time
     @torch.no_grad()

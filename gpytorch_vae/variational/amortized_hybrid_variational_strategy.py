@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Iterable
 
 import torch
@@ -14,28 +13,9 @@ from pyro.distributions import MultivariateNormal as PyroMultivariateNormal
 from torch import Tensor
 
 from .amortized_variational_distribution import AmortizedVariationalDistribution
+from .latent_data import LatentBatch, validate_latent_data
 from .latent_statistics import WhitenedLatentStatistics, whitened_kl_divergence, whitened_titsias_posterior
 from .prior_terms import WhitenedPriorTerms
-
-
-@dataclass(frozen=True)
-class _LatentBatch:
-    x: Tensor
-    y: Tensor
-    noise: Tensor
-    num_data: int
-
-
-def validate_latent_data(x: Tensor, y: Tensor, noise: Tensor) -> None:
-    """Shape and value checks shared by every latent GP: ``x`` ``(..., b, D)``, ``y``/``noise`` ``(..., b)``."""
-    if y.shape != noise.shape:
-        raise ValueError(f"y and noise must have the same shape, got {tuple(y.shape)} and {tuple(noise.shape)}")
-    if x.dim() < 2 or x.size(-2) != y.size(-1):
-        raise ValueError(
-            f"x must have shape (..., b, D) with b = y.shape[-1] = {y.size(-1)} latent points, got {tuple(x.shape)}"
-        )
-    if not bool((noise > 0).all()):
-        raise ValueError("latent noise variances must be strictly positive (clip the encoder variances)")
 
 
 class AmortizedHybridVariationalStrategy(_VariationalStrategy):
@@ -77,7 +57,7 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         distribution = AmortizedVariationalDistribution(self, inducing_points.size(-2))
         super().__init__(model, inducing_points, distribution, learn_inducing_locations, jitter_val=jitter_val)
         self.variational_params_initialized.fill_(1)
-        self._latent_batch: _LatentBatch | None = None
+        self._latent_batch: LatentBatch | None = None
         self._latent_statistics: tuple[WhitenedLatentStatistics, float] | None = None
 
     # ------------------------------------------------------------------ latent data
@@ -89,13 +69,7 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         :param noise: encoder variances :math:`\tilde{\boldsymbol\sigma}^2_b`, ``(*batch, b)``, positive.
         :param num_data: :math:`N`, the size of the whole dataset (default :math:`b`).
         """
-        validate_latent_data(x, y, noise)
-        num_points = y.size(-1)
-        num_data = num_points if num_data is None else int(num_data)
-        if num_data < num_points:
-            raise ValueError(f"num_data ({num_data}) must be at least the batch size ({num_points})")
-        like = self.inducing_points
-        self._latent_batch = _LatentBatch(x.to(like), y.to(like), noise.to(like), num_data)
+        self._latent_batch = LatentBatch.create(x, y, noise, num_data, like=self.inducing_points)
         self._latent_statistics = None
 
     def latent_statistics(self, x: Tensor, y: Tensor, noise: Tensor) -> WhitenedLatentStatistics:
@@ -146,7 +120,7 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
             )
         terms = self._prior_terms(batch.x)
         stats = WhitenedLatentStatistics.from_interpolation(terms.interp, batch.y - terms.data_mean, batch.noise)
-        return whitened_titsias_posterior(stats, batch.num_data / stats.num_points), terms
+        return whitened_titsias_posterior(stats, batch.scale), terms
 
     @property
     def whitened_variational_distribution(self) -> PyroMultivariateNormal:
@@ -172,8 +146,8 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         r""":math:`q_S(\mathbf u) = \mathcal N(\boldsymbol\mu_b, \mathbf A_b)` of Eq. 9, unwhitened:
         :math:`\boldsymbol\mu_b = \mathbf m_U + \mathbf L\mathbf m_w`, :math:`\mathbf A_b = (\mathbf L\mathbf S)
         (\mathbf L\mathbf S)^\top`."""
-        q_white = self.whitened_variational_distribution
-        terms = self._prior_terms(self.inducing_points[..., :0, :])
+        q_white, terms = self._whitened_posterior()
+        terms = self._prior_terms(self.inducing_points[..., :0, :]) if terms is None else terms
         mean = terms.inducing_mean + (terms.chol @ q_white.loc.unsqueeze(-1)).squeeze(-1)
         return MultivariateNormal(mean, RootLinearOperator(terms.chol @ q_white.scale_tril))
 
@@ -221,8 +195,7 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         \tilde\sigma_i^2)] - \mathrm{KL}(q_S(\mathbf u)\,\|\,p(\mathbf u))`. With :math:`b = N` it is exact, and
         with :math:`\mathbf U = \mathbf X` it equals the log marginal likelihood of the latent dataset."""
         q_white, terms = self._batch_posterior()
-        scale = self._latent_batch.num_data / self._latent_batch.y.size(-1)
-        return scale * self._expected_log_likelihood(q_white, terms) - whitened_kl_divergence(q_white)
+        return self._latent_batch.scale * self._expected_log_likelihood(q_white, terms) - whitened_kl_divergence(q_white)
 
     def _batch_posterior(self) -> tuple[PyroMultivariateNormal, WhitenedPriorTerms]:
         q_white, terms = self._whitened_posterior()
