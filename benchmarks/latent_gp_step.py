@@ -6,6 +6,7 @@ several repeats. Writes a JSON file.
 
     python benchmarks/latent_gp_step.py --out benchmarks/results/latent_gp_step.json [--device cuda]
 """
+
 from __future__ import annotations
 
 import argparse

@@ -3,6 +3,7 @@ or a plain VAE. Runs in about a minute on a laptop CPU, no data to download.
 
     python examples/synthetic.py --model svgpvae --out runs/synthetic
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,9 @@ LATENT_DIM = 2
 class MLPEncoder(torch.nn.Module):
     def __init__(self, obs_dim: int, hidden: int = 64):
         super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(obs_dim, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 2 * LATENT_DIM))
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(obs_dim, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 2 * LATENT_DIM)
+        )
 
     def forward(self, y):
         return self.net(y).chunk(2, dim=-1)
@@ -83,8 +86,13 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
     history = fit_svi(
-        vae, lambda: iter(loader), num_data, args.epochs, lr=args.lr,
-        checkpoint=os.path.join(args.out, "checkpoint.pt"), resume=args.resume,
+        vae,
+        lambda: iter(loader),
+        num_data,
+        args.epochs,
+        lr=args.lr,
+        checkpoint=os.path.join(args.out, "checkpoint.pt"),
+        resume=args.resume,
     )
     seconds = time.perf_counter() - start
     z_mean = vae.posterior_latent_mean(data.x, data.y)

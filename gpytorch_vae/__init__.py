@@ -1,6 +1,15 @@
 """gpytorch-vae: Gaussian-process variational autoencoders on GPyTorch and Pyro."""
+
 from . import models, variational
-from .models import GECO, GPVAE, ExactLatentGP, ExactLatentPrior, IndependentLatentPrior, SparseLatentGP, SparseLatentPrior
+from .models import (
+    GECO,
+    GPVAE,
+    ExactLatentGP,
+    ExactLatentPrior,
+    IndependentLatentPrior,
+    SparseLatentGP,
+    SparseLatentPrior,
+)
 from .variational import AmortizedHybridVariationalStrategy
 
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
 """Evaluation metrics."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """A minimal SVI training loop with progress output, seeds and checkpoints."""
+
 from __future__ import annotations
 
 import os

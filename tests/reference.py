@@ -1,5 +1,6 @@
 """Independent float64 references: GPyTorch ExactGP with FixedNoiseGaussianLikelihood, and dense linear algebra
 written straight from the papers' equations (explicit inverses are fine here: small, well-conditioned, float64)."""
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,10 @@ from gpytorch_vae.models import SparseLatentGP
 L_CHANNELS = 2
 
 
-def make_kernel(batch_shape=torch.Size([L_CHANNELS]), lengthscale=(0.7, 1.3), outputscale=(1.0, 0.5)):
+CHANNELS_SHAPE = torch.Size([L_CHANNELS])
+
+
+def make_kernel(batch_shape=CHANNELS_SHAPE, lengthscale=(0.7, 1.3), outputscale=(1.0, 0.5)):
     kernel = gpytorch.kernels.ScaleKernel(
         gpytorch.kernels.RBFKernel(batch_shape=batch_shape), batch_shape=batch_shape
     ).double()
@@ -21,7 +25,7 @@ def make_kernel(batch_shape=torch.Size([L_CHANNELS]), lengthscale=(0.7, 1.3), ou
     return kernel
 
 
-def make_sparse_gp(inducing_points, batch_shape=torch.Size([L_CHANNELS]), jitter_val=1e-10, **kernel_kwargs):
+def make_sparse_gp(inducing_points, batch_shape=CHANNELS_SHAPE, jitter_val=1e-10, **kernel_kwargs):
     return SparseLatentGP(
         inducing_points.double(), make_kernel(batch_shape, **kernel_kwargs), jitter_val=jitter_val
     ).double()

@@ -1,4 +1,5 @@
 """Tests of AmortizedHybridVariationalStrategy against GPyTorch's ExactGP and dense float64 formulas."""
+
 import gpytorch
 import pytest
 import torch

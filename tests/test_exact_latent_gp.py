@@ -1,4 +1,5 @@
 """ExactLatentGP (Pearce's exact latent GP) against GPyTorch's ExactGP and dense autograd."""
+
 import pytest
 import torch
 
@@ -6,8 +7,8 @@ from gpytorch_vae.models import ExactLatentGP
 from reference import L_CHANNELS, exact_gp_reference, latent_data, make_kernel
 
 
-def make_gp(batch_shape=torch.Size([L_CHANNELS])):
-    return ExactLatentGP(make_kernel(batch_shape)).double()
+def make_gp():
+    return ExactLatentGP(make_kernel()).double()
 
 
 class TestExactLatentGP:

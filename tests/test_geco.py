@@ -1,4 +1,5 @@
 """GECO's update rule, against the protocol's equations written out by hand."""
+
 import math
 
 import pytest

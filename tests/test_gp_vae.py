@@ -1,4 +1,5 @@
 """GP-VAE objective tests in a linear-Gaussian model, where log p(Y|X) and every expectation are exact."""
+
 import math
 
 import pyro
@@ -53,7 +54,7 @@ def log_evidence(x, y, decoder):
     kernel = make_kernel()
     kxx = dense(kernel, x)
     w = decoder.weight.detach()
-    cov = sum(torch.kron(kxx[l], torch.outer(w[:, l], w[:, l])) for l in range(L_CHANNELS))
+    cov = sum(torch.kron(kxx[c], torch.outer(w[:, c], w[:, c])) for c in range(L_CHANNELS))
     cov = cov + SIGMA_Y**2 * torch.eye(N * K, dtype=torch.float64)
     mean = decoder.bias.detach().repeat(N)
     return torch.distributions.MultivariateNormal(mean, cov).log_prob(y.reshape(-1))
@@ -63,7 +64,7 @@ def expected_log_lik(y, decoder, q_mean, q_var):
     """sum_i E_q[log N(y_i | W z_i + c, sigma^2 I)] for q marginals (L, N)."""
     w, c = decoder.weight.detach(), decoder.bias.detach()
     pred = q_mean.mT @ w.mT + c
-    return (log_normal(y, pred, torch.tensor(SIGMA_Y**2)).sum() - (q_var.mT @ (w**2).mT).sum() / (2 * SIGMA_Y**2))
+    return log_normal(y, pred, torch.tensor(SIGMA_Y**2)).sum() - (q_var.mT @ (w**2).mT).sum() / (2 * SIGMA_Y**2)
 
 
 def encoder_terms(encoder, y):
@@ -114,7 +115,8 @@ def optimal_encoder(decoder):
 def orthogonal_decoder():
     decoder = linear_decoder()
     with torch.no_grad():
-        q, _ = torch.linalg.qr(torch.randn(K, L_CHANNELS, generator=torch.Generator().manual_seed(5), dtype=torch.float64))
+        g = torch.Generator().manual_seed(5)
+        q, _ = torch.linalg.qr(torch.randn(K, L_CHANNELS, generator=g, dtype=torch.float64))
         decoder.weight.copy_(q * torch.tensor([1.5, 0.8], dtype=torch.float64))
         decoder.bias.zero_()
     return decoder
@@ -127,8 +129,16 @@ def build(prior_kind, encoder, decoder, u=None):
         prior = ExactLatentPrior(ExactLatentGP(make_kernel()).double())
     else:
         prior = IndependentLatentPrior()
-    return GPVAE(encoder, decoder, prior, latent_dim=L_CHANNELS, likelihood="gaussian", observation_scale=SIGMA_Y,
-                 min_variance=1e-8, max_variance=1e8)
+    return GPVAE(
+        encoder,
+        decoder,
+        prior,
+        latent_dim=L_CHANNELS,
+        likelihood="gaussian",
+        observation_scale=SIGMA_Y,
+        min_variance=1e-8,
+        max_variance=1e8,
+    )
 
 
 def svi_loss_stats(vae, x, y, num_data=None, batches=25, particles=200):
@@ -163,7 +173,6 @@ class TestEvidenceBound:
         torch.testing.assert_close(eq10_dense(x, y, encoder, decoder, x.clone()), evidence, atol=1e-6, rtol=0)
         loss, se = svi_loss_stats(build("exact", encoder, decoder), x, y)
         assert abs(-loss - evidence.item()) < 4 * se + 1e-6
-
 
     @pytest.mark.parametrize("kind", ["sparse", "exact"])
     def test_library_elbo_below_evidence(self, kind):
@@ -276,9 +285,7 @@ class TestBatchOfIndependentGPs:
             vae = build(kind, encoder, decoder, u)
             mean, var = vae.latent_dataset(y)
             kl = vae.latent_prior.kl_divergence(x, mean, var)
-            separate = sum(
-                vae.latent_prior.kl_divergence(xs[i], *vae.latent_dataset(ys[i])) for i in range(batch)
-            )
+            separate = sum(vae.latent_prior.kl_divergence(xs[i], *vae.latent_dataset(ys[i])) for i in range(batch))
             torch.testing.assert_close(kl, separate)
         loss, se = svi_loss_stats(build("sparse", encoder, decoder, u), x, y)
         expected = sum(eq10_dense(xs[i], ys[i], encoder, decoder, u).item() for i in range(batch))

@@ -1,4 +1,5 @@
 """Training loop (checkpoint/resume), metric and synthetic generator."""
+
 import pyro
 import torch
 

@@ -1,4 +1,5 @@
 """A synthetic GP-VAE data set: observations are a fixed nonlinear image of GP-distributed latents."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,8 +1,17 @@
 """Latent GP models, latent priors and the Pyro GP-VAE."""
+
 from .exact_latent_gp import ExactLatentGP
 from .geco import GECO
 from .gp_vae import GPVAE
 from .latent_priors import ExactLatentPrior, IndependentLatentPrior, SparseLatentPrior
 from .sparse_latent_gp import SparseLatentGP
 
-__all__ = ["ExactLatentGP", "ExactLatentPrior", "GECO", "GPVAE", "IndependentLatentPrior", "SparseLatentGP", "SparseLatentPrior"]
+__all__ = [
+    "ExactLatentGP",
+    "ExactLatentPrior",
+    "GECO",
+    "GPVAE",
+    "IndependentLatentPrior",
+    "SparseLatentGP",
+    "SparseLatentPrior",
+]

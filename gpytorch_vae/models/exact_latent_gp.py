@@ -1,11 +1,12 @@
 """Pearce's (2020) exact latent GP: exact GP regression on the latent dataset with heteroscedastic noise."""
+
 from __future__ import annotations
 
 import torch
 from gpytorch import settings
 from gpytorch.distributions import MultivariateNormal
-from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
 from gpytorch.kernels import Kernel
+from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
 from gpytorch.means import Mean, ZeroMean
 from gpytorch.models import ExactGP
 from torch import Tensor
@@ -17,7 +18,8 @@ class ExactLatentGP(ExactGP):
     r"""Exact GP posterior of a latent dataset, the GP part of Pearce's GP-VAE (SVGP-VAE paper Eqs. 1-2).
 
     Give it a kernel (and mean), or subclass it like an :class:`~gpytorch.models.ExactGP`. For the latent dataset
-    :math:`\{\mathbf X, \tilde{\mathbf y}, \tilde{\boldsymbol\sigma}^2\}` of one channel, with :math:`\mathbf C = \mathbf K_{XX} + \mathrm{diag}(\tilde{\boldsymbol\sigma}^2)`,
+    :math:`\{\mathbf X, \tilde{\mathbf y}, \tilde{\boldsymbol\sigma}^2\}` of one channel, with
+    :math:`\mathbf C = \mathbf K_{XX} + \mathrm{diag}(\tilde{\boldsymbol\sigma}^2)`,
 
     .. math::
         q(\mathbf z) = \mathcal N\big(\mathbf m + \mathbf K_{XX}\mathbf C^{-1}(\tilde{\mathbf y} - \mathbf m),\;

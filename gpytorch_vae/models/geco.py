@@ -1,4 +1,5 @@
 """GECO: constrained optimisation of the KL term under a reconstruction constraint (Rezende & Viola 2018)."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """The GP-VAE as a Pyro model/guide pair."""
+
 from __future__ import annotations
 
 from typing import Iterable

@@ -14,6 +14,7 @@ The GP couples all points of a batch, so each site is one event over the whole b
 also gives the analytic KL part of the objective (:meth:`kl_divergence`), which is what
 :class:`~pyro.infer.TraceMeanField_ELBO` computes from the sites; see ``docs/objective.md``.
 """
+
 from __future__ import annotations
 
 import pyro
@@ -139,4 +140,3 @@ class IndependentLatentPrior(torch.nn.Module):
 
     def kl_divergence(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> Tensor:
         return 0.5 * (var + mean.square() - 1.0 - var.log()).sum()
-

@@ -1,4 +1,5 @@
 """A ready-made ApproximateGP using the SVGP-VAE strategy."""
+
 from __future__ import annotations
 
 from gpytorch.distributions import MultivariateNormal

@@ -1,4 +1,5 @@
 """GPyTorch variational strategies for GP-VAEs."""
+
 from .amortized_hybrid_variational_strategy import AmortizedHybridVariationalStrategy
 from .amortized_variational_distribution import AmortizedVariationalDistribution
 from .latent_statistics import WhitenedLatentStatistics, whitened_kl_divergence, whitened_titsias_posterior

@@ -1,4 +1,5 @@
 """The SVGP-VAE hybrid strategy: Titsias-optimal q(u) from a minibatch, used in the Hensman bound."""
+
 from __future__ import annotations
 
 import math
@@ -175,9 +176,7 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         if prior:
             return self.model.forward(x, **kwargs)
         q_white = self.whitened_variational_distribution
-        return Module.__call__(
-            self, x, self.inducing_points, q_white.loc, q_white.scale_tril, diag=diag, **kwargs
-        )
+        return Module.__call__(self, x, self.inducing_points, q_white.loc, q_white.scale_tril, diag=diag, **kwargs)
 
     def conditional(self, x: Tensor, whitened_inducing_values: Tensor, diag: bool = True) -> MultivariateNormal:
         r"""The prior conditional :math:`p(\mathbf f_X \mid \mathbf u)` at whitened inducing values
@@ -195,7 +194,8 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         \tilde\sigma_i^2)] - \mathrm{KL}(q_S(\mathbf u)\,\|\,p(\mathbf u))`. With :math:`b = N` it is exact, and
         with :math:`\mathbf U = \mathbf X` it equals the log marginal likelihood of the latent dataset."""
         q_white, terms = self._batch_posterior()
-        return self._latent_batch.scale * self._expected_log_likelihood(q_white, terms) - whitened_kl_divergence(q_white)
+        data_term = self._latent_batch.scale * self._expected_log_likelihood(q_white, terms)
+        return data_term - whitened_kl_divergence(q_white)
 
     def _batch_posterior(self) -> tuple[PyroMultivariateNormal, WhitenedPriorTerms]:
         q_white, terms = self._whitened_posterior()

@@ -1,4 +1,5 @@
 """A parameter-free stand-in for q(u) when q(u) is computed from data rather than learned."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """The latent dataset of a GP-VAE minibatch: auxiliary inputs, encoder means and encoder variances."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

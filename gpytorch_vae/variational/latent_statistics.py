@@ -1,4 +1,5 @@
 """Sufficient statistics of a latent dataset for the batch-Titsias :math:`q(\\mathbf u)`."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class WhitenedLatentStatistics:
-    r"""Whitened sufficient statistics of a latent dataset :math:`\{X, \tilde{\mathbf y}, \tilde{\boldsymbol\sigma}^2\}`.
+    r"""Whitened sufficient statistics of a latent dataset
+    :math:`\{\mathbf X, \tilde{\mathbf y}, \tilde{\boldsymbol\sigma}^2\}`.
 
     With :math:`\mathbf K_{mm} = \mathbf L \mathbf L^\top`, :math:`\boldsymbol\Phi = \mathbf L^{-1}\mathbf K_{mn}`
     and :math:`\mathbf D = \mathrm{diag}(\tilde{\boldsymbol\sigma}^{-2})` these are
@@ -50,7 +52,9 @@ class WhitenedLatentStatistics:
         return cls(precision_update, projected_targets, residuals.size(-1))
 
     def detach(self) -> "WhitenedLatentStatistics":
-        return WhitenedLatentStatistics(self.precision_update.detach(), self.projected_targets.detach(), self.num_points)
+        return WhitenedLatentStatistics(
+            self.precision_update.detach(), self.projected_targets.detach(), self.num_points
+        )
 
 
 def whitened_titsias_posterior(stats: WhitenedLatentStatistics, scale: float) -> MultivariateNormal:

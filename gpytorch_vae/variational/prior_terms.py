@@ -1,4 +1,5 @@
 """Prior quantities shared by the inducing-point computations: one kernel evaluation, one Cholesky."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -83,5 +84,8 @@ class WhitenedPriorTerms:
             return MultivariateNormal(mean, DiagLinearOperator(variance))
         interp = self.interp
         mean = self.data_mean + (interp.mT @ whitened_values.unsqueeze(-1)).squeeze(-1)
-        middle = -interp if whitened_covar_root is None else whitened_covar_root @ (whitened_covar_root.mT @ interp) - interp
-        return MultivariateNormal(mean, self.data_covar.add_jitter(self.jitter) + MatmulLinearOperator(interp.mT, middle))
+        middle = -interp  # (S S^T - I) Phi
+        if whitened_covar_root is not None:
+            middle = middle + whitened_covar_root @ (whitened_covar_root.mT @ interp)
+        covar = self.data_covar.add_jitter(self.jitter) + MatmulLinearOperator(interp.mT, middle)
+        return MultivariateNormal(mean, covar)
