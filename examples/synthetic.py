@@ -22,27 +22,14 @@ from gpytorch_vae.models import (
     ExactLatentGP,
     ExactLatentPrior,
     IndependentLatentPrior,
+    MLPDecoder,
+    MLPEncoder,
     SparseLatentGP,
     SparseLatentPrior,
 )
 from gpytorch_vae.training import fit_svi, set_seed
 
 LATENT_DIM = 2
-
-
-class MLPEncoder(torch.nn.Module):
-    def __init__(self, obs_dim: int, hidden: int = 64):
-        super().__init__()
-        self.net = torch.nn.Sequential(
-            torch.nn.Linear(obs_dim, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 2 * LATENT_DIM)
-        )
-
-    def forward(self, y):
-        return self.net(y).chunk(2, dim=-1)
-
-
-def mlp_decoder(obs_dim: int, hidden: int = 64) -> torch.nn.Module:
-    return torch.nn.Sequential(torch.nn.Linear(LATENT_DIM, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, obs_dim))
 
 
 def latent_prior(model: str, inducing: int, x_max: float) -> torch.nn.Module:
@@ -75,8 +62,8 @@ def main() -> None:
     batch_size = num_data if args.model == "gpvae" else args.batch_size  # the exact GP needs the whole dataset
     loader = DataLoader(TensorDataset(data.x, data.y), batch_size=batch_size, shuffle=True)
     vae = GPVAE(
-        MLPEncoder(obs_dim),
-        mlp_decoder(obs_dim),
+        MLPEncoder(obs_dim, 64, LATENT_DIM),
+        MLPDecoder(LATENT_DIM, 64, obs_dim),
         latent_prior(args.model, args.inducing, float(data.x.max())),
         latent_dim=LATENT_DIM,
         likelihood="gaussian",

@@ -7,6 +7,7 @@ from typing import Callable, Iterable
 
 import pyro
 import torch
+from pyro import poutine
 from pyro.infer import SVI, TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
@@ -26,6 +27,8 @@ def fit_svi(
     resume: bool = False,
     progress: bool = True,
     callback: Callable[[int, float], None] | None = None,
+    loss_scale: float = 1.0,
+    device: torch.device | str | None = None,
 ) -> list[float]:
     """Train a :class:`~gpytorch_vae.models.GPVAE` with :class:`~pyro.infer.SVI` and
     :class:`~pyro.infer.TraceMeanField_ELBO` (analytic KL terms) and Adam.
@@ -35,10 +38,15 @@ def fit_svi(
     :param checkpoint: path of a checkpoint written after every epoch (parameters, optimiser state, epoch).
     :param resume: continue from ``checkpoint`` if it exists.
     :param callback: called as ``callback(epoch, mean_loss)`` after each epoch.
+    :param loss_scale: multiplies the whole loss (e.g. ``1 / B`` to average over ``B`` sequences per batch).
+    :param device: moves every batch there.
     :return: the mean loss per epoch (of this call).
     """
     optimizer = pyro.optim.Adam({"lr": lr})
-    svi = SVI(vae.model, vae.guide, optimizer, loss=TraceMeanField_ELBO())
+    model, guide = vae.model, vae.guide
+    if loss_scale != 1.0:
+        model, guide = poutine.scale(model, scale=loss_scale), poutine.scale(guide, scale=loss_scale)
+    svi = SVI(model, guide, optimizer, loss=TraceMeanField_ELBO())
     start = 0
     if resume and checkpoint and os.path.exists(checkpoint):
         state = torch.load(checkpoint, weights_only=False)
@@ -49,7 +57,7 @@ def fit_svi(
     history = []
     bar = tqdm(range(start, epochs), disable=not progress, desc="epochs", mininterval=2.0)
     for epoch in bar:
-        losses = [svi.step(x, y, num_data) for x, y in batches()]
+        losses = [svi.step(x.to(device), y.to(device), num_data) for x, y in batches()]
         mean_loss = sum(losses) / len(losses)
         history.append(mean_loss)
         bar.set_postfix(loss=f"{mean_loss:.3f}")

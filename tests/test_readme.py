@@ -1,4 +1,5 @@
 """The README's Python snippet runs and gives the shapes it claims."""
+
 import pathlib
 import re
 

@@ -4,6 +4,7 @@ from .exact_latent_gp import ExactLatentGP
 from .geco import GECO
 from .gp_vae import GPVAE
 from .latent_priors import ExactLatentPrior, IndependentLatentPrior, SparseLatentPrior
+from .networks import MLPDecoder, MLPEncoder
 from .sparse_latent_gp import SparseLatentGP
 
 __all__ = [
@@ -12,6 +13,8 @@ __all__ = [
     "GECO",
     "GPVAE",
     "IndependentLatentPrior",
+    "MLPDecoder",
+    "MLPEncoder",
     "SparseLatentGP",
     "SparseLatentPrior",
 ]

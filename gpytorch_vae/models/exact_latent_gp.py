@@ -53,6 +53,8 @@ class ExactLatentGP(ExactGP):
         validate_latent_data(x, y, noise)
         if num_data is not None and int(num_data) != y.size(-1):
             raise ValueError("the exact latent GP needs the whole dataset in one batch (num_data == b)")
+        # ExactGP does not broadcast inputs over batch dimensions (e.g. latent channels): expand explicitly.
+        x = x.expand(*y.shape[:-1], *x.shape[-2:])
         self.set_train_data(inputs=x, targets=y, strict=False)
         self.likelihood.noise = noise
 
@@ -77,7 +79,7 @@ class ExactLatentGP(ExactGP):
     def posterior(self, x: Tensor | None = None) -> MultivariateNormal:
         r"""The exact posterior :math:`q(\mathbf z)` at ``x`` (default: the latent inputs, Pearce's Eq. 1)."""
         train_x, _ = self._require_data()
-        x = train_x if x is None else x
+        x = train_x if x is None else x.expand(*train_x.shape[:-2], *x.shape[-2:])
         was_training = self.training
         self.prediction_strategy = None  # never reuse caches: the latent data changes with every batch
         self.train(False)

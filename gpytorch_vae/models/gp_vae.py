@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Iterable
 
 import pyro
@@ -13,6 +14,14 @@ from torch import Tensor
 from torch.distributions import kl_divergence
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def _register(name: str, module: torch.nn.Module) -> None:
+    """:func:`pyro.module`; parameters with ``requires_grad=False`` (e.g. a fixed kernel lengthscale) stay out of
+    the param store and fixed, without Pyro's warning at every step."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not registered in the param store because requires_grad=False")
+        pyro.module(name, module)
 
 
 class GPVAE(PyroModule):
@@ -103,15 +112,15 @@ class GPVAE(PyroModule):
     # ------------------------------------------------------------------ Pyro model and guide
     def model(self, x: Tensor, y: Tensor, num_data: int | None = None) -> Tensor:
         r"""``z ~ prior`` (sites of the latent prior), ``y ~ p(y | z)`` (site ``y``, observed)."""
-        pyro.module("decoder", self.decoder)
-        pyro.module("latent_prior", self.latent_prior)
+        _register("decoder", self.decoder)
+        _register("latent_prior", self.latent_prior)
         z = self.latent_prior.model(x, self._latent_shape(y), num_data)
         return pyro.sample("y", self.observation_distribution(z, y), obs=y)
 
     def guide(self, x: Tensor, y: Tensor, num_data: int | None = None) -> Tensor:
         r"""``z ~ q(z | x, y)``: encoder -> latent dataset -> latent-GP posterior."""
-        pyro.module("encoder", self.encoder)
-        pyro.module("latent_prior", self.latent_prior)
+        _register("encoder", self.encoder)
+        _register("latent_prior", self.latent_prior)
         mean, var = self.latent_dataset(y)
         return self.latent_prior.guide(x, mean, var, num_data)
 

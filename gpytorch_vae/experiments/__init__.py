@@ -1,0 +1,1 @@
+"""Model set-ups of the papers' experiments, shared by examples, benchmarks and tests."""

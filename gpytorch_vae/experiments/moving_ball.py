@@ -1,0 +1,191 @@
+"""The moving-ball experiment (SVGP-VAE Sec. 4.1; ``shared/protocols/moving_ball.md``): models and evaluation."""
+
+from __future__ import annotations
+
+import gpytorch
+import torch
+from torch import Tensor
+
+from ..data.moving_ball import MovingBallBatch, MovingBallGenerator
+from ..metrics import affine_align
+from ..models import (
+    GPVAE,
+    ExactLatentGP,
+    ExactLatentPrior,
+    IndependentLatentPrior,
+    MLPDecoder,
+    MLPEncoder,
+    SparseLatentGP,
+    SparseLatentPrior,
+)
+
+MODELS = ("vae", "gpvae", "svgpvae")
+LATENT_DIM = 2
+HIDDEN = 500
+
+
+def inducing_init(num_inducing: int, kind: str, num_frames: int = 30) -> Tensor:
+    """``even``: evenly spaced on ``[0, T-1]``; ``bunched``: evenly spaced on the first 15% of it (Fig. 4's
+    adversarial start)."""
+    end = {"even": num_frames - 1.0, "bunched": 0.15 * (num_frames - 1.0)}[kind]
+    return torch.linspace(0.0, end, num_inducing).unsqueeze(-1)
+
+
+def build_model(
+    model: str,
+    num_inducing: int = 15,
+    lengthscale: float = 2.0,
+    learn_lengthscale: bool = False,
+    learn_inducing: bool = False,
+    init: str = "even",
+    generator: MovingBallGenerator | None = None,
+    gp_dtype: torch.dtype = torch.float64,
+) -> GPVAE:
+    """The protocol's MLP encoder/decoder with a Bernoulli likelihood and the chosen latent prior: ``vae``
+    (i.i.d. N(0, I)), ``gpvae`` (exact GP, RBF) or ``svgpvae`` (hybrid sparse GP, RBF, ``num_inducing`` points
+    shared by every video and channel). The kernel has unit amplitude; its lengthscale is learned only when asked.
+    """
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    generator = generator or MovingBallGenerator()
+    pixels = generator.size**2
+    if model == "vae":
+        prior = IndependentLatentPrior()
+    else:
+        kernel = gpytorch.kernels.RBFKernel()  # one lengthscale shared by both channels, amplitude 1
+        kernel.lengthscale = lengthscale
+        kernel.raw_lengthscale.requires_grad_(learn_lengthscale)
+        if model == "gpvae":
+            prior = ExactLatentPrior(ExactLatentGP(kernel).to(gp_dtype))
+        else:
+            points = inducing_init(num_inducing, init, generator.num_frames)
+            gp = SparseLatentGP(points, kernel, learn_inducing_locations=learn_inducing)
+            prior = SparseLatentPrior(gp.to(gp_dtype))
+    return GPVAE(
+        MLPEncoder(pixels, HIDDEN, LATENT_DIM),
+        MLPDecoder(LATENT_DIM, HIDDEN, pixels),
+        prior,
+        latent_dim=LATENT_DIM,
+        likelihood="bernoulli",
+        min_variance=1e-6,
+        max_variance=1e3,
+        gp_dtype=gp_dtype,
+    )
+
+
+def gp_inputs(batch: MovingBallBatch) -> Tensor:
+    """Frame times as inputs of one GP per video: ``(B, 1, T, 1)`` (broadcast over the latent channels)."""
+    return batch.times.unsqueeze(-3)
+
+
+@torch.no_grad()
+def predicted_paths(vae: GPVAE, batch: MovingBallBatch) -> Tensor:
+    """Posterior-mean latent paths ``(B, T, 2)`` of every video (each video conditioned on all its frames)."""
+    device = next(vae.encoder.parameters()).device
+    return vae.posterior_latent_mean(gp_inputs(batch).to(device), batch.frames.to(device)).float().cpu()
+
+
+def path_rmse(vae: GPVAE, batch: MovingBallBatch) -> tuple[float, Tensor]:
+    """The protocol's metric: one least-squares affine map from predicted to true paths over the whole batch, then
+    RMSE over ``B * T * 2`` coordinates, in GP units. Returns the RMSE and the aligned paths."""
+    aligned = affine_align(predicted_paths(vae, batch), batch.paths)
+    return (aligned - batch.paths).square().mean().sqrt().item(), aligned
+
+
+def kernel_state(vae: GPVAE) -> dict:
+    """The current lengthscale and inducing inputs of a GP latent prior (``None`` where not applicable)."""
+    gp = getattr(vae.latent_prior, "gp", None)
+    if gp is None:
+        return {"lengthscale": None, "inducing_points": None}
+    strategy = getattr(gp, "variational_strategy", None)
+    points = None if strategy is None else strategy.inducing_points.detach().flatten().tolist()
+    return {"lengthscale": gp.covar_module.lengthscale.item(), "inducing_points": points}
+
+
+def run(
+    model: str = "svgpvae",
+    inducing: int = 15,
+    steps: int = 25_000,
+    seed: int = 0,
+    learn_lengthscale: bool = False,
+    learn_inducing: bool = False,
+    inducing_init_kind: str = "even",
+    true_lengthscale: float = 2.0,
+    lengthscale_init: float | None = None,
+    lr: float = 1e-3,
+    batch_size: int = 35,
+    log_every: int = 100,
+    device: str = "cpu",
+    out: str = "runs/moving_ball",
+    resume: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Train one model on fresh moving-ball batches and evaluate it on the fixed test batch; writes
+    ``out/metrics.json``, ``out/paths.png`` and, when learned, ``out/lengthscale.png`` / ``out/inducing.png``.
+    Returns the metrics."""
+    import itertools
+    import json
+    import os
+    import time
+
+    import pyro
+
+    from ..data.moving_ball import MovingBallDataset, moving_ball_test_batch
+    from ..plotting import plot_paths, plot_trace
+    from ..training import fit_svi, set_seed
+
+    if steps % log_every:
+        raise ValueError("steps must be a multiple of log_every")
+    os.makedirs(out, exist_ok=True)
+    set_seed(seed)
+    pyro.clear_param_store()
+    generator = MovingBallGenerator(lengthscale=true_lengthscale)
+    init = lengthscale_init if lengthscale_init is not None else (1.0 if learn_lengthscale else true_lengthscale)
+    vae = build_model(model, inducing, init, learn_lengthscale, learn_inducing, inducing_init_kind, generator)
+    vae.to(device)
+    stream = iter(MovingBallDataset(generator, batch_size, seed=seed))
+    history = {"step": [], "loss": [], **{k: [] for k in kernel_state(vae)}}
+
+    def record(epoch: int, loss: float) -> None:
+        history["step"].append((epoch + 1) * log_every)
+        history["loss"].append(loss)
+        for key, value in kernel_state(vae).items():
+            history[key].append(value)
+
+    def batches():
+        return ((gp_inputs(b), b.frames) for b in itertools.islice(stream, log_every))
+
+    start = time.perf_counter()
+    fit_svi(
+        vae, batches, None, steps // log_every, lr=lr, checkpoint=os.path.join(out, "checkpoint.pt"),
+        resume=resume, progress=progress, callback=record, loss_scale=1.0 / batch_size, device=device,
+    )  # fmt: skip
+    trained_steps = len(history["step"]) * log_every
+    seconds_per_step = (time.perf_counter() - start) / max(trained_steps, 1)
+    test = moving_ball_test_batch(generator, batch_size)
+    rmse, aligned = path_rmse(vae, test)
+    metrics = {
+        "model": model,
+        "inducing": inducing if model == "svgpvae" else None,
+        "seed": seed,
+        "steps": steps,
+        "rmse": rmse,
+        **kernel_state(vae),
+        "seconds_per_step": seconds_per_step,
+        "true_lengthscale": true_lengthscale,
+        "learn_lengthscale": learn_lengthscale,
+        "learn_inducing": learn_inducing,
+        "inducing_init": inducing_init_kind,
+        "final_loss": history["loss"][-1] if history["loss"] else None,
+    }
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+    with open(os.path.join(out, "history.json"), "w") as f:
+        json.dump(history, f)
+    plot_paths(test.paths, aligned, os.path.join(out, "paths.png"), title=f"{model}: RMSE {rmse:.3f}")
+    if learn_lengthscale and history["lengthscale"]:
+        plot_trace(history["step"], history["lengthscale"], os.path.join(out, "lengthscale.png"), "lengthscale",
+                   reference=true_lengthscale)  # fmt: skip
+    if learn_inducing and history["inducing_points"]:
+        plot_trace(history["step"], history["inducing_points"], os.path.join(out, "inducing.png"), "inducing inputs")
+    return metrics

@@ -1,0 +1,48 @@
+"""Figures (matplotlib, imported lazily with the Agg backend so nothing needs a display)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import Tensor
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_paths(true: Tensor, predicted: Tensor, path: str, num: int = 6, title: str = "") -> None:
+    """True (blue) vs predicted (orange) 2-D paths ``(B, T, 2)`` of the first ``num`` sequences (SVGP-VAE Fig. 2)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, num, figsize=(2.2 * num, 2.4), squeeze=False)
+    for ax, t, p in zip(axes[0], true[:num], predicted[:num]):
+        ax.plot(t[:, 0], t[:, 1], color="tab:blue", lw=1.5, label="true")
+        ax.plot(p[:, 0], p[:, 1], color="tab:orange", lw=1.5, label="predicted")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_aspect("equal", adjustable="datalim")
+    axes[0][0].legend(fontsize=7, loc="best")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_trace(steps: Sequence[int], values, path: str, ylabel: str, reference: float | None = None) -> None:
+    """A quantity over training: one line per column of ``values`` (e.g. the lengthscale, Fig. 3, or the
+    inducing inputs, Fig. 4), with an optional horizontal reference line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    ax.plot(list(steps), values, lw=1)
+    if reference is not None:
+        ax.axhline(reference, color="k", ls="--", lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
