@@ -35,7 +35,8 @@ def fit_svi(
 
     :param batches: called once per epoch, yields ``(x, y)`` minibatches.
     :param num_data: :math:`N` for the :math:`b/N` scaling (``None``: every batch is a whole dataset).
-    :param checkpoint: path of a checkpoint written after every epoch (parameters, optimiser state, epoch).
+    :param checkpoint: path of a checkpoint written after every epoch (parameters, optimiser state, epoch, torch's
+        RNG state).
     :param resume: continue from ``checkpoint`` if it exists.
     :param callback: called as ``callback(epoch, mean_loss)`` after each epoch.
     :param loss_scale: multiplies the whole loss (e.g. ``1 / B`` to average over ``B`` sequences per batch).
@@ -54,6 +55,7 @@ def fit_svi(
         pyro.get_param_store().set_state(state["param_store"])
         optimizer.set_state(state["optimizer"])
         start = state["epoch"]
+        torch.set_rng_state(state["rng_state"])
     history = []
     bar = tqdm(range(start, epochs), disable=not progress, desc="epochs", mininterval=2.0)
     for epoch in bar:
@@ -70,6 +72,7 @@ def fit_svi(
                     "param_store": pyro.get_param_store().get_state(),
                     "optimizer": optimizer.get_state(),
                     "epoch": epoch + 1,
+                    "rng_state": torch.get_rng_state(),
                 },
                 checkpoint,
             )
