@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+import os
+import time
+
 import gpytorch
+import pyro
 import torch
 from torch import Tensor
 
-from ..data.moving_ball import MovingBallBatch, MovingBallGenerator
+from ..data.moving_ball import MovingBallBatch, MovingBallDataset, MovingBallGenerator, moving_ball_test_batch
 from ..metrics import affine_align
 from ..models import (
     GPVAE,
@@ -18,6 +24,8 @@ from ..models import (
     SparseLatentGP,
     SparseLatentPrior,
 )
+from ..plotting import plot_paths, plot_trace
+from ..training import fit_svi, set_seed
 
 MODELS = ("vae", "gpvae", "svgpvae")
 LATENT_DIM = 2
@@ -123,17 +131,6 @@ def run(
     """Train one model on fresh moving-ball batches and evaluate it on the fixed test batch; writes
     ``out/metrics.json``, ``out/paths.png`` and, when learned, ``out/lengthscale.png`` / ``out/inducing.png``.
     Returns the metrics."""
-    import itertools
-    import json
-    import os
-    import time
-
-    import pyro
-
-    from ..data.moving_ball import MovingBallDataset, moving_ball_test_batch
-    from ..plotting import plot_paths, plot_trace
-    from ..training import fit_svi, set_seed
-
     if steps % log_every:
         raise ValueError("steps must be a multiple of log_every")
     os.makedirs(out, exist_ok=True)
