@@ -12,6 +12,7 @@ import os
 import time
 
 import gpytorch
+import pyro
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -27,7 +28,7 @@ from gpytorch_vae.models import (
     SparseLatentGP,
     SparseLatentPrior,
 )
-from gpytorch_vae.training import fit_svi, set_seed
+from gpytorch_vae.training import fit_svi
 
 LATENT_DIM = 2
 
@@ -56,7 +57,7 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
 
-    set_seed(args.seed)
+    pyro.set_rng_seed(args.seed)
     data = make_synthetic_gp_data(seed=args.seed)
     num_data, obs_dim = data.y.shape
     batch_size = num_data if args.model == "gpvae" else args.batch_size  # the exact GP needs the whole dataset

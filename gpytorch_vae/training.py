@@ -12,11 +12,6 @@ from pyro.infer import SVI, TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
 
-def set_seed(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's random number generators (through :func:`pyro.set_rng_seed`)."""
-    pyro.set_rng_seed(seed)
-
-
 def fit_svi(
     vae,
     batches: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]],

@@ -6,7 +6,7 @@ import torch
 from gpytorch_vae.data import make_synthetic_gp_data
 from gpytorch_vae.metrics import affine_aligned_rmse
 from gpytorch_vae.models import GPVAE, IndependentLatentPrior
-from gpytorch_vae.training import fit_svi, set_seed
+from gpytorch_vae.training import fit_svi
 
 
 class Encoder(torch.nn.Module):
@@ -41,7 +41,7 @@ def test_resume_continues_from_saved_epoch(tmp_path):
     batches = lambda: [(data.x, data.y)]  # noqa: E731
     path = str(tmp_path / "ckpt.pt")
     pyro.clear_param_store()
-    set_seed(0)
+    pyro.set_rng_seed(0)
     trained = make_vae()
     fit_svi(trained, batches, None, epochs=2, lr=1e-2, checkpoint=path, progress=False)
     saved = {k: v.clone() for k, v in trained.state_dict().items()}

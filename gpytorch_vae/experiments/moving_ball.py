@@ -25,7 +25,7 @@ from ..models import (
     SparseLatentPrior,
 )
 from ..plotting import plot_paths, plot_trace
-from ..training import fit_svi, set_seed
+from ..training import fit_svi
 
 MODELS = ("vae", "gpvae", "svgpvae")
 LATENT_DIM = 2
@@ -134,7 +134,7 @@ def run(
     if steps % log_every:
         raise ValueError("steps must be a multiple of log_every")
     os.makedirs(out, exist_ok=True)
-    set_seed(seed)
+    pyro.set_rng_seed(seed)
     pyro.clear_param_store()
     generator = MovingBallGenerator(lengthscale=true_lengthscale)
     init = lengthscale_init if lengthscale_init is not None else (1.0 if learn_lengthscale else true_lengthscale)

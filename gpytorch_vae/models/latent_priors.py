@@ -24,6 +24,8 @@ from linear_operator.utils.cholesky import psd_safe_cholesky
 from pyro import poutine
 from torch import Tensor
 
+from ..variational.latent_statistics import whitened_prior
+
 
 def _normal_event(mean: Tensor, variance: Tensor, event_dims: int) -> dist.TorchDistribution:
     """Diagonal Gaussian over the trailing ``event_dims`` dims (leading ones, e.g. vectorised particles, batch)."""
@@ -62,10 +64,8 @@ class SparseLatentPrior(torch.nn.Module):
     def model(self, x: Tensor, batch_shape: torch.Size, num_data: int | None = None) -> Tensor:
         like = self.strategy.inducing_points
         terms = self.strategy._prior_terms(x.to(like))
-        num_inducing = terms.chol.size(-1)
         gp_shape = torch.Size(batch_shape[:-1])
-        eye = torch.eye(num_inducing, dtype=like.dtype, device=like.device).expand(*gp_shape, -1, -1)
-        p_v = dist.MultivariateNormal(like.new_zeros(*gp_shape, num_inducing), scale_tril=eye)
+        p_v = whitened_prior(gp_shape, terms.chol.size(-1), like)
         with poutine.scale(scale=self._scale(batch_shape[-1], num_data)):
             v = pyro.sample("inducing_values", p_v.to_event(len(gp_shape)))
         return pyro.sample("z", _normal_event(*terms.marginals(v, None), len(batch_shape)))

@@ -2,7 +2,12 @@
 
 from .amortized_hybrid_variational_strategy import AmortizedHybridVariationalStrategy
 from .amortized_variational_distribution import AmortizedVariationalDistribution
-from .latent_statistics import WhitenedLatentStatistics, whitened_kl_divergence, whitened_titsias_posterior
+from .latent_statistics import (
+    WhitenedLatentStatistics,
+    whitened_kl_divergence,
+    whitened_prior,
+    whitened_titsias_posterior,
+)
 from .prior_terms import WhitenedPriorTerms
 
 __all__ = [
@@ -11,5 +16,6 @@ __all__ = [
     "WhitenedLatentStatistics",
     "WhitenedPriorTerms",
     "whitened_kl_divergence",
+    "whitened_prior",
     "whitened_titsias_posterior",
 ]

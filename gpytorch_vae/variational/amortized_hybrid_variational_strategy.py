@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
-import torch
 from gpytorch.distributions import MultivariateNormal
 from gpytorch.module import Module
 from gpytorch.variational._variational_strategy import _VariationalStrategy
@@ -15,7 +14,12 @@ from torch import Tensor
 
 from .amortized_variational_distribution import AmortizedVariationalDistribution
 from .latent_data import LatentBatch, validate_latent_data
-from .latent_statistics import WhitenedLatentStatistics, whitened_kl_divergence, whitened_titsias_posterior
+from .latent_statistics import (
+    WhitenedLatentStatistics,
+    whitened_kl_divergence,
+    whitened_prior,
+    whitened_titsias_posterior,
+)
 from .prior_terms import WhitenedPriorTerms
 
 
@@ -132,9 +136,13 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
     @property
     def whitened_prior_distribution(self) -> PyroMultivariateNormal:
         r""":math:`p(\mathbf v) = \mathcal N(\mathbf 0, \mathbf I)` with the GP batch shape."""
-        q = self.whitened_variational_distribution
-        eye = torch.eye(q.event_shape[-1], dtype=q.loc.dtype, device=q.loc.device)
-        return PyroMultivariateNormal(torch.zeros_like(q.loc), scale_tril=eye.expand_as(q.scale_tril))
+        if self._latent_statistics is not None:
+            batch_shape = self._latent_statistics[0].projected_targets.shape[:-1]
+        elif self._latent_batch is not None:
+            batch_shape = self._latent_batch.y.shape[:-1]
+        else:
+            raise RuntimeError("AmortizedHybridVariationalStrategy has no latent data: call set_latent_data first")
+        return whitened_prior(batch_shape, self.inducing_points.size(-2), self.inducing_points)
 
     @property
     def prior_distribution(self) -> MultivariateNormal:

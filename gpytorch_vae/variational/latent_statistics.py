@@ -85,6 +85,13 @@ def whitened_titsias_posterior(stats: WhitenedLatentStatistics, scale: float) ->
     return MultivariateNormal(mean, scale_tril=scale_tril)
 
 
+def whitened_prior(batch_shape: torch.Size, num_inducing: int, like: Tensor) -> MultivariateNormal:
+    r""":math:`p(\mathbf v) = \mathcal N(\mathbf 0, \mathbf I_m)` with batch shape ``batch_shape``, dtype and device
+    of ``like``: the whitened prior of the inducing values."""
+    eye = torch.eye(num_inducing, dtype=like.dtype, device=like.device).expand(*batch_shape, -1, -1)
+    return MultivariateNormal(like.new_zeros(*batch_shape, num_inducing), scale_tril=eye)
+
+
 def whitened_kl_divergence(q_whitened: torch.distributions.MultivariateNormal) -> Tensor:
     r""":math:`\mathrm{KL}(\mathcal N(\mathbf m_w, \mathbf S\mathbf S^\top) \,\|\, \mathcal N(\mathbf 0, \mathbf I))
     = \tfrac12(\lVert\mathbf S\rVert_F^2 + \lVert\mathbf m_w\rVert^2 - m) - \sum_j \log S_{jj}`, which equals
