@@ -16,6 +16,15 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: str, title: str = "", dpi: int = 120) -> None:
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    fig.clf()
+    _pyplot().close(fig)
+
+
 def plot_paths(true: Tensor, predicted: Tensor, path: str, num: int = 6, title: str = "") -> None:
     """True (blue) vs predicted (orange) 2-D paths ``(B, T, 2)`` of the first ``num`` sequences (SVGP-VAE Fig. 2)."""
     plt = _pyplot()
@@ -27,10 +36,7 @@ def plot_paths(true: Tensor, predicted: Tensor, path: str, num: int = 6, title: 
         ax.set_yticks([])
         ax.set_aspect("equal", adjustable="datalim")
     axes[0][0].legend(fontsize=7, loc="best")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path, title)
 
 
 def plot_trace(steps: Sequence[int], values, path: str, ylabel: str, reference: float | None = None) -> None:
@@ -43,6 +49,18 @@ def plot_trace(steps: Sequence[int], values, path: str, ylabel: str, reference: 
         ax.axhline(reference, color="k", ls="--", lw=1)
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
+
+
+def plot_image_rows(rows: Sequence[Tensor], labels: Sequence[str], path: str, num: int = 10, title: str = "") -> None:
+    """A grid of images, one row per tensor ``(n, H, W)`` (e.g. ground truth vs generations, SVGP-VAE Fig. 5)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(rows), num, figsize=(1.0 * num, 1.1 * len(rows)), squeeze=False)
+    for r, (images, label) in enumerate(zip(rows, labels)):
+        for c in range(num):
+            ax = axes[r][c]
+            ax.imshow(images[c].detach().cpu().float().numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r][0].set_ylabel(label, fontsize=8)
+    _save(fig, path, title, dpi=100)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import warnings
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pyro
 import pyro.distributions as dist
@@ -47,6 +48,8 @@ class GPVAE(PyroModule):
     :param observation_dims: number of trailing dimensions of one observation (1 for vectors, 3 for images).
     :param min_variance, max_variance: clipping range of the encoder variances (they act as GP noise).
     :param gp_dtype: dtype of the GP computations (e.g. ``torch.float64``); default: the encoder's.
+    :param condition: for conditional networks (CVAE): maps the auxiliary data ``x`` ``(*batch, b, D)`` to features
+        ``(*batch, b, c)`` passed as second argument to the encoder and the decoder.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class GPVAE(PyroModule):
         min_variance: float = 1e-3,
         max_variance: float = 10.0,
         gp_dtype: torch.dtype | None = None,
+        condition: Callable[[Tensor], Tensor] | None = None,
     ):
         super().__init__()
         if likelihood not in LIKELIHOODS:
@@ -77,25 +81,34 @@ class GPVAE(PyroModule):
         self.min_variance = float(min_variance)
         self.max_variance = float(max_variance)
         self.gp_dtype = gp_dtype
+        self.condition = condition
+
+    def _network_args(self, x: Tensor | None) -> tuple:
+        if self.condition is None:
+            return ()
+        if x is None:
+            raise ValueError("conditional networks need the auxiliary data x")
+        return (self.condition(x),)
 
     # ------------------------------------------------------------------ building blocks
-    def latent_dataset(self, y: Tensor) -> tuple[Tensor, Tensor]:
+    def latent_dataset(self, y: Tensor, x: Tensor | None = None) -> tuple[Tensor, Tensor]:
         r"""Encoder means :math:`\tilde{\mathbf y}` and clipped variances :math:`\tilde{\boldsymbol\sigma}^2`,
-        each ``(*batch, L, b)`` in the GP dtype."""
-        mean, log_var = self.encoder(y)
-        var = log_var.exp().clamp(self.min_variance, self.max_variance)
+        each ``(*batch, L, b)`` in the GP dtype (``x`` is used by conditional networks only)."""
+        mean, log_var = self.encoder(y, *self._network_args(x))
+        # clip in log space: exp() of a large log-variance overflows, and clamp's zero gradient times inf is NaN
+        var = log_var.clamp(math.log(self.min_variance), math.log(self.max_variance)).exp()
         dtype = self.gp_dtype or mean.dtype
         return mean.mT.to(dtype), var.mT.to(dtype)
 
-    def decode(self, z: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    def decode(self, z: Tensor, dtype: torch.dtype | None = None, x: Tensor | None = None) -> Tensor:
         """Decoder output for latent codes ``z`` ``(*batch, L, b)``: logits or means ``(*batch, b, *obs)``."""
         z = z.mT
-        return self.decoder(z if dtype is None else z.to(dtype))
+        return self.decoder(z if dtype is None else z.to(dtype), *self._network_args(x))
 
-    def observation_distribution(self, z: Tensor, y: Tensor) -> dist.TorchDistribution:
+    def observation_distribution(self, z: Tensor, y: Tensor, x: Tensor | None = None) -> dist.TorchDistribution:
         """:math:`p(\\mathbf y\\mid\\mathbf z)` for the whole batch ``y``, one event (leading sample dims of ``z``
         stay batch dims)."""
-        return self.likelihood_from_output(self.decode(z, y.dtype), y.dim())
+        return self.likelihood_from_output(self.decode(z, y.dtype, x), y.dim())
 
     def likelihood_from_output(self, out: Tensor, event_dims: int) -> dist.TorchDistribution:
         """The likelihood given the decoder output (logits or means), an event over the trailing ``event_dims``."""
@@ -115,13 +128,13 @@ class GPVAE(PyroModule):
         _register("decoder", self.decoder)
         _register("latent_prior", self.latent_prior)
         z = self.latent_prior.model(x, self._latent_shape(y), num_data)
-        return pyro.sample("y", self.observation_distribution(z, y), obs=y)
+        return pyro.sample("y", self.observation_distribution(z, y, x), obs=y)
 
     def guide(self, x: Tensor, y: Tensor, num_data: int | None = None) -> Tensor:
         r"""``z ~ q(z | x, y)``: encoder -> latent dataset -> latent-GP posterior."""
         _register("encoder", self.encoder)
         _register("latent_prior", self.latent_prior)
-        mean, var = self.latent_dataset(y)
+        mean, var = self.latent_dataset(y, x)
         return self.latent_prior.guide(x, mean, var, num_data)
 
     # ------------------------------------------------------------------ terms for logging and custom objectives
@@ -148,7 +161,7 @@ class GPVAE(PyroModule):
             "reconstruction": reconstruction,
             "kl": kl,
             "elbo": reconstruction - kl,
-            "z": guide_trace.nodes["z"]["value"],
+            "z": guide_trace.nodes["_RETURN"]["value"],
             "decoded": likelihood.mean,
         }
 
@@ -156,7 +169,7 @@ class GPVAE(PyroModule):
     @torch.no_grad()
     def posterior_latent_mean(self, x: Tensor, y: Tensor) -> Tensor:
         """Posterior mean of the latent codes of a whole data set ``(x, y)`` in one batch, ``(*batch, b, L)``."""
-        mean, var = self.latent_dataset(y)
+        mean, var = self.latent_dataset(y, x)
         return self.latent_prior.posterior_mean(x, mean, var).mT
 
     @torch.no_grad()
@@ -167,4 +180,5 @@ class GPVAE(PyroModule):
         strategy = getattr(self.latent_prior, "strategy", None)
         if strategy is None:
             raise TypeError("streaming conditioning needs a SparseLatentPrior")
-        return strategy.condition_on_batches((x, *self.latent_dataset(y)) for x, y in batches)
+        prior = self.latent_prior
+        return strategy.condition_on_batches((prior.gp_inputs(x), *self.latent_dataset(y, x)) for x, y in batches)

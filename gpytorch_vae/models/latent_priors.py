@@ -32,7 +32,20 @@ def _normal_event(mean: Tensor, variance: Tensor, event_dims: int) -> dist.Torch
     return dist.Normal(mean, variance.sqrt()).to_event(event_dims)
 
 
-class SparseLatentPrior(torch.nn.Module):
+class _GPLatentPrior(torch.nn.Module):
+    """Holds the latent GP and an optional map from auxiliary data to GP inputs (e.g. GP-LVM look-ups)."""
+
+    def __init__(self, gp, input_map: torch.nn.Module | None = None):
+        super().__init__()
+        self.gp = gp
+        self.input_map = input_map
+
+    def gp_inputs(self, x: Tensor) -> Tensor:
+        """The GP inputs for auxiliary data ``x`` (``input_map(x)``, or ``x`` itself)."""
+        return x if self.input_map is None else self.input_map(x)
+
+
+class SparseLatentPrior(_GPLatentPrior):
     r"""SVGP-VAE latent prior over an :class:`~gpytorch.models.ApproximateGP` whose strategy is
     :class:`~gpytorch_vae.variational.AmortizedHybridVariationalStrategy`.
 
@@ -41,11 +54,11 @@ class SparseLatentPrior(torch.nn.Module):
     :math:`b/N`), the same conditional for :math:`z_i`. The ELBO is
     :math:`\sum_i\mathbb E_{q_S}[\log p(\mathbf y_i\mid\mathbf z_i)] - \frac bN\sum_l\mathrm{KL}(q_S^l(\mathbf u)\,\|
     \,p^l(\mathbf u))`, the expectation of Eq. 10.
-    """
 
-    def __init__(self, gp):
-        super().__init__()
-        self.gp = gp
+    :param gp: the latent GP (e.g. :class:`~gpytorch_vae.models.SparseLatentGP`).
+    :param input_map: optional module mapping auxiliary data to GP inputs (e.g.
+        :class:`~gpytorch_vae.kernels.ObjectViewInputs`); its parameters are learned with the rest.
+    """
 
     @property
     def strategy(self):
@@ -55,7 +68,7 @@ class SparseLatentPrior(torch.nn.Module):
         return 1.0 if num_data is None else batch_size / num_data
 
     def guide(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> Tensor:
-        self.strategy.set_latent_data(x, mean, var, num_data)
+        self.strategy.set_latent_data(self.gp_inputs(x), mean, var, num_data)
         q_v, terms = self.strategy._whitened_posterior()
         with poutine.scale(scale=self._scale(mean.size(-1), num_data)):
             v = pyro.sample("inducing_values", q_v.to_event(len(q_v.batch_shape)))
@@ -63,7 +76,7 @@ class SparseLatentPrior(torch.nn.Module):
 
     def model(self, x: Tensor, batch_shape: torch.Size, num_data: int | None = None) -> Tensor:
         like = self.strategy.inducing_points
-        terms = self.strategy._prior_terms(x.to(like))
+        terms = self.strategy._prior_terms(self.gp_inputs(x).to(like))
         gp_shape = torch.Size(batch_shape[:-1])
         p_v = whitened_prior(gp_shape, terms.chol.size(-1), like)
         with poutine.scale(scale=self._scale(batch_shape[-1], num_data)):
@@ -72,27 +85,37 @@ class SparseLatentPrior(torch.nn.Module):
 
     def posterior_mean(self, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
         r"""Mean of :math:`q_S(\mathbf z)` at ``x`` given the whole latent dataset (:math:`b = N`)."""
-        self.strategy.set_latent_data(x, mean, var)
+        self.strategy.set_latent_data(self.gp_inputs(x), mean, var)
         q_white, terms = self.strategy._whitened_posterior()
         return terms.marginals(q_white.loc, None)[0]
 
+    def predict(self, x_new: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Marginal means and variances of :math:`q_S(\mathbf z(\mathbf x_{new}))` (Eq. 3), each ``(*batch, r)``,
+        given the latent data or statistics last set (e.g. by :meth:`GPVAE.condition_on_data`)."""
+        was_training = self.gp.training
+        self.gp.eval()
+        try:
+            q_f = self.gp(self.gp_inputs(x_new).to(self.strategy.inducing_points))
+            return q_f.mean, q_f.variance
+        finally:
+            self.gp.train(was_training)
+
     def kl_divergence(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> Tensor:
         r""":math:`\frac bN\sum_l\mathrm{KL}(q_S^l(\mathbf u)\,\|\,p^l(\mathbf u))` summed over all GPs."""
-        self.strategy.set_latent_data(x, mean, var, num_data)
+        self.strategy.set_latent_data(self.gp_inputs(x), mean, var, num_data)
         return self._scale(mean.size(-1), num_data) * self.strategy.kl_divergence().sum()
 
 
-class ExactLatentPrior(torch.nn.Module):
+class ExactLatentPrior(_GPLatentPrior):
     r"""Pearce's GP-VAE latent prior over an :class:`~gpytorch_vae.models.ExactLatentGP`.
 
     Model :math:`\mathbf z\sim p(\mathbf z) = \mathcal N(\mathbf m, \mathbf K_{XX})`, guide :math:`\mathbf z\sim
     q(\mathbf z)` (exact posterior of the latent dataset). Eq. 2 equals :math:`\mathbb E_q[\log p(\mathbf Y\mid
     \mathbf Z)] - \mathrm{KL}(q\,\|\,p)` exactly, because :math:`\log q = \log\tilde q + \log p - \log Z`.
-    """
 
-    def __init__(self, gp):
-        super().__init__()
-        self.gp = gp
+    :param gp: the :class:`~gpytorch_vae.models.ExactLatentGP`.
+    :param input_map: optional module mapping auxiliary data to GP inputs.
+    """
 
     @staticmethod
     def _as_pyro(mvn) -> dist.MultivariateNormal:
@@ -101,7 +124,7 @@ class ExactLatentPrior(torch.nn.Module):
 
     def _posterior(self, x: Tensor, mean: Tensor, var: Tensor):
         like = next(self.gp.parameters())
-        self.gp.set_latent_data(x.to(like), mean.to(like), var.to(like))
+        self.gp.set_latent_data(self.gp_inputs(x).to(like), mean.to(like), var.to(like))
         return self.gp.posterior()
 
     def guide(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> Tensor:
@@ -109,7 +132,7 @@ class ExactLatentPrior(torch.nn.Module):
 
     def model(self, x: Tensor, batch_shape: torch.Size, num_data: int | None = None) -> Tensor:
         like = next(self.gp.parameters())
-        prior = self.gp.forward(x.to(like))
+        prior = self.gp.forward(self.gp_inputs(x).to(like))
         prior = prior.expand(torch.Size(batch_shape[:-1])) if prior.batch_shape != batch_shape[:-1] else prior
         return pyro.sample("z", self._as_pyro(prior))
 

@@ -1,0 +1,68 @@
+"""Seconds per training epoch on rotated MNIST (4050 images, batch 256), every model on this machine.
+
+python benchmarks/rotated_mnist_epoch_time.py --rounds 5 --threads 1
+
+Models take turns epoch by epoch (round robin), so that all see the same machine load; the table reports the median
+over rounds (after one warm-up round) and the ratio to the CVAE. GPPVAE is timed in both of its phases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import pyro
+import torch
+
+from gpytorch_vae.data.rotated_mnist import load_rotated_mnist
+from gpytorch_vae.experiments.rotated_mnist import split_tensors, train_model
+from gpytorch_vae.experiments.rotated_mnist_models import build_model
+from gpytorch_vae.models.gppvae import fit_gppvae
+
+VARIANTS = ("cvae", "svgpvae", "deep-svigp", "gppvae (VAE phase)", "gppvae (GP phase)", "gppvae (joint, Taylor)")
+
+
+def one_epoch(name: str, model, x, y) -> None:
+    if name.startswith("gppvae"):
+        phase = {"VAE": (1, 0, 0), "GP ": (0, 1, 0), "joi": (0, 0, 1)}[name[8:11]]
+        fit_gppvae(model, x, y, *phase, progress=False)
+    else:
+        train_model(model, name, x, y, 1, 1e-3, None, False, False, None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", default="benchmarks/results/rotated_mnist_epoch_time_cpu.json")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_rotated_mnist()
+    train = data.train()
+    x, y = split_tensors(train)
+    pyro.set_rng_seed(0)
+    models = {v: build_model(v.split(" ")[0], data, train) for v in VARIANTS}
+    times = {v: [] for v in VARIANTS}
+    for r in range(args.rounds + 1):
+        for variant, model in models.items():
+            start = time.perf_counter()
+            one_epoch(variant, model, x, y)
+            if r:  # round 0 warms up
+                times[variant].append(time.perf_counter() - start)
+    medians = {v: statistics.median(t) for v, t in times.items()}
+    print(f"threads: {torch.get_num_threads()}, rounds: {args.rounds}")
+    print("| model | s/epoch (median) | x CVAE |\n|---|---|---|")
+    for variant, value in medians.items():
+        print(f"| {variant} | {value:.2f} | {value / medians['cvae']:.2f} |")
+    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump({"threads": torch.get_num_threads(), "rounds": args.rounds, "seconds": times,
+                   "median": medians}, f, indent=2)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""GPPVAE (Casale et al. 2018): a VAE with an exact low-rank GP prior over all latents, trained with the Taylor
+trick."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from ..training import _run_epochs
+from .gp_vae import GPVAE
+from .low_rank_gp import LowRankViewObjectGP
+
+
+class GPPVAE(torch.nn.Module):
+    r"""Casale et al.'s GP prior VAE. The latents of all :math:`N` images have the prior
+    :math:`\prod_l\mathcal N(\mathbf z_l\mid\mathbf 0,\mathbf K + \sigma^2\mathbf I)` (a
+    :class:`~gpytorch_vae.models.low_rank_gp.LowRankViewObjectGP`), the encoder gives a mean-field
+    :math:`q(\mathbf Z\mid\mathbf Y)`, the decoder a Gaussian likelihood; the ELBO is
+
+    .. math::
+        \sum_n\big(\mathbb E_q[\log p(\mathbf y_n\mid\mathbf z_n)] + \mathrm H[q(\mathbf z_n)]\big)
+        + \mathbb E_q[\log p(\mathbf Z)].
+
+    The GP term couples all :math:`N` latents. The Taylor trick (:func:`fit_gppvae`): once per epoch encode all
+    images, draw :math:`\tilde{\mathbf Z}`, and use the first-order expansion
+    :math:`\log p(\mathbf Z)\approx\log p(\tilde{\mathbf Z}) + \sum_n\mathbf g_n^\top(\mathbf z_n -
+    \tilde{\mathbf z}_n)`, :math:`\mathbf g_n = \partial\log p(\tilde{\mathbf Z})/\partial\tilde{\mathbf z}_n`, so that
+    each minibatch gets the full-data GP gradient for its own latents.
+
+    :param vae: a :class:`~gpytorch_vae.models.GPVAE` with an
+        :class:`~gpytorch_vae.models.IndependentLatentPrior` and a Gaussian likelihood (pre-trained as a plain VAE).
+    :param gp: the low-rank GP.
+    """
+
+    def __init__(self, vae: GPVAE, gp: LowRankViewObjectGP):
+        super().__init__()
+        self.vae = vae
+        self.gp = gp
+
+    def _gp_like(self, t: Tensor) -> Tensor:
+        return t.to(self.gp.angles)
+
+    @torch.no_grad()
+    def encode_all(self, y: Tensor, batch_size: int = 256) -> tuple[Tensor, Tensor]:
+        """Encoder means and variances ``(L, N)`` of all images, in the GP dtype."""
+        parts = [self.vae.latent_dataset(chunk) for chunk in y.split(batch_size)]
+        return tuple(self._gp_like(torch.cat(p, dim=-1)) for p in zip(*parts))
+
+    def taylor_anchor(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        r""":math:`\tilde{\mathbf Z}` (one draw from :math:`q`) and
+        :math:`\mathbf g = \partial\log p(\tilde{\mathbf Z})/\partial\tilde{\mathbf Z}` (GP parameters held fixed),
+        each ``(L, N)``."""
+        mean, var = self.encode_all(y)
+        anchor = (mean + var.sqrt() * torch.randn_like(mean)).requires_grad_(True)
+        with torch.enable_grad():
+            (gradient,) = torch.autograd.grad(self.gp.log_marginal_likelihood(anchor, self._gp_like(x)), anchor)
+        return anchor.detach(), gradient
+
+    def batch_terms(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        r"""A reparameterised draw :math:`\mathbf z_b` ``(L, b)`` and :math:`\sum_{n\in b}(\log p(\mathbf y_n\mid
+        \mathbf z_n) + \mathrm H[q(\mathbf z_n)])` (one-sample estimate)."""
+        mean, var = self.vae.latent_dataset(y)
+        z = mean + var.sqrt() * torch.randn_like(mean)
+        reconstruction = self.vae.observation_distribution(z, y).log_prob(y)
+        entropy = torch.distributions.Normal(mean, var.sqrt()).entropy().sum()
+        return z, reconstruction + entropy.to(reconstruction)
+
+    @torch.no_grad()
+    def predict(self, x_train: Tensor, y_train: Tensor, x_new: Tensor) -> tuple[Tensor, Tensor]:
+        """Exact GP posterior of the latents at ``x_new`` given the encoder means of all training images:
+        means ``(L, N_new)`` and variances ``(N_new,)``."""
+        mean, _ = self.encode_all(y_train)
+        return self.gp.predict(mean, self._gp_like(x_train), self._gp_like(x_new))
+
+
+def fit_gppvae(
+    model: GPPVAE,
+    x: Tensor,
+    y: Tensor,
+    vae_epochs: int = 100,
+    gp_epochs: int = 100,
+    joint_epochs: int = 0,
+    lr: float = 1e-3,
+    gp_lr: float = 1e-2,
+    batch_size: int = 256,
+    checkpoint: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    r"""The GPPVAE regime: ``vae_epochs`` of a plain VAE (:math:`\mathcal N(\mathbf 0,\mathbf I)` prior), then
+    ``gp_epochs`` training only the GP parameters (kernel, GP-LVM vectors, noise; lr ``gp_lr``) on the encodings,
+    then ``joint_epochs`` training everything with the Taylor trick. Minibatches in the order of ``x``/``y`` (sort by
+    object and angle so that they hold whole objects). Checkpoints after every epoch; returns the mean loss per
+    epoch (minus the objective, per image)."""
+    num_data = len(x)
+    networks = [p for name, p in model.vae.named_parameters() if p.requires_grad]
+    net_optimizer = torch.optim.Adam(networks, lr=lr)
+    gp_optimizer = torch.optim.Adam([p for p in model.gp.parameters() if p.requires_grad], lr=gp_lr)
+    state = {"epoch": 0, "phase": "vae", "anchor": None}
+
+    def batches():  # called once at the start of each epoch
+        epoch = state["epoch"]
+        state["phase"] = "vae" if epoch < vae_epochs else "gp" if epoch < vae_epochs + gp_epochs else "joint"
+        if state["phase"] != "vae":
+            state["anchor"] = model.taylor_anchor(x, y)
+        state["epoch"] += 1
+        offsets = range(0, num_data, batch_size)
+        return ((torch.arange(i, min(i + batch_size, num_data)), y[i : i + batch_size]) for i in offsets)
+
+    def step(rows: Tensor, y_batch: Tensor) -> dict[str, float]:
+        current = state["phase"]
+        if current == "vae":
+            loss = -model.vae.elbo_terms(x[rows], y_batch, num_data)["elbo"] / len(rows)
+            optimizers = [net_optimizer]
+        else:
+            anchor, gradient = state["anchor"]
+            loss = -model.gp.log_marginal_likelihood(anchor, model._gp_like(x)) / num_data
+            optimizers = [gp_optimizer]
+            if current == "joint":
+                z, terms = model.batch_terms(y_batch)
+                taylor = (gradient[:, rows] * z).sum()
+                loss = loss - (terms + taylor.to(terms)) / len(rows)
+                optimizers.append(net_optimizer)
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()
+        return {"loss": loss.item()}
+
+    def checkpoint_state() -> dict:
+        return {"model": model.state_dict(), "optimizer": net_optimizer.state_dict(), "gp_optimizer":
+                gp_optimizer.state_dict()}  # fmt: skip
+
+    def load_state(saved: dict) -> None:
+        model.load_state_dict(saved["model"])
+        net_optimizer.load_state_dict(saved["optimizer"])
+        gp_optimizer.load_state_dict(saved["gp_optimizer"])
+        state["epoch"] = saved["epoch"]
+
+    total = vae_epochs + gp_epochs + joint_epochs
+    return _run_epochs(step, batches, total, checkpoint_state, load_state, checkpoint, resume, progress, callback,
+                       None)  # fmt: skip

@@ -1,0 +1,120 @@
+"""Rotated-MNIST data: IDX reader, data lookup and the benchmark generator (issue #4)."""
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpytorch_vae.data import mnist
+from gpytorch_vae.data.rotated_mnist import (
+    ANGLES_DEG,
+    RotatedMNIST,
+    benchmark_draws,
+    select_source_digits,
+    source_digits,
+)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+REFERENCE = SHARED / "rotated_mnist_reference" / "test_eval_digit3.npz"
+MNIST_DIR = SHARED / "mnist"
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+    return RotatedMNIST()
+
+
+def write_idx(path, array, compress=True):
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", n) for n in array.shape)
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+class TestIdx:
+    @pytest.mark.parametrize("compress", [True, False])
+    def test_roundtrip(self, tmp_path, compress):
+        array = np.random.default_rng(0).integers(0, 256, size=(5, 3, 4)).astype(np.uint8)
+        path = str(tmp_path / ("a.idx.gz" if compress else "a.idx"))
+        write_idx(path, array, compress)
+        np.testing.assert_array_equal(mnist.read_idx(path), array)
+
+    def test_bad_magic_and_truncated(self, tmp_path):
+        (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04rest")
+        with pytest.raises(ValueError, match="magic"):
+            mnist.read_idx(str(tmp_path / "bad"))
+        (tmp_path / "short").write_bytes(bytes([0, 0, 8, 1]) + struct.pack(">I", 10) + b"abc")
+        with pytest.raises(ValueError, match="header says"):
+            mnist.read_idx(str(tmp_path / "short"))
+
+    def test_lookup_order_env_and_subfolders(self, tmp_path, monkeypatch):
+        raw = tmp_path / "MNIST" / "raw"
+        raw.mkdir(parents=True)
+        (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(b"")
+        monkeypatch.setenv(mnist.DATA_ENV, str(tmp_path))
+        found = mnist.find_mnist_file("t10k-labels-idx1-ubyte.gz", download=False)
+        assert found == str(raw / "t10k-labels-idx1-ubyte.gz")
+
+    def test_missing_files_without_network_give_a_clear_error(self, tmp_path, monkeypatch):
+        monkeypatch.delenv(mnist.DATA_ENV, raising=False)
+
+        def offline(*args, **kwargs):
+            raise OSError("network unreachable")
+
+        monkeypatch.setattr(mnist.urllib.request, "urlretrieve", offline)
+        with pytest.raises(FileNotFoundError) as error:
+            mnist.load_mnist("train", str(tmp_path))
+        message = str(error.value)
+        assert "train-images-idx3-ubyte.gz" in message and "GPYTORCH_VAE_DATA" in message and "network" in message
+        with pytest.raises(FileNotFoundError, match="not found"):
+            mnist.find_mnist_file("train-images-idx3-ubyte.gz", str(tmp_path), download=False)
+        with pytest.raises(ValueError, match="split"):
+            mnist.load_mnist("validation", str(tmp_path))
+
+
+class TestGenerator:
+    def test_draws_follow_the_protocol(self):
+        draws = benchmark_draws()
+        assert draws.test_angle_deg == 157.5
+        assert len(set(draws.ids)) == 400 and len(draws.idx_train) == 4050 and len(draws.idx_test) == 270
+
+    def test_splits(self, benchmark):
+        train, test, evaluation = benchmark.train(), benchmark.test(), benchmark.eval()
+        assert (len(train), len(test), len(evaluation)) == (4050, 270, 640)
+        assert train.images.shape == (4050, 28, 28) and train.aux.shape == (4050, 10)
+        test_angle = np.deg2rad(157.5)
+        assert not np.isclose(train.aux[:, 1], test_angle).any() and np.allclose(test.aux[:, 1], test_angle)
+        assert set(test.aux[:, 0]) <= set(train.aux[:, 0]) and train.aux[:, 0].max() < 360
+        assert set(evaluation.aux[:, 0]) == set(range(360, 400))
+        # no clipping: cubic-spline overshoot is kept
+        assert train.images.min() < -0.1 and train.images.max() > 1.1
+        # the unrotated image is the source digit
+        np.testing.assert_allclose(benchmark.images[:, 0], source_digits() / 255.0, atol=1e-12)
+        assert len(ANGLES_DEG) == 16
+
+    def test_shipped_digits_are_tiny_uint8(self):
+        digits = source_digits()
+        assert digits.dtype == np.uint8 and digits.shape == (400, 28, 28)
+        path = Path(mnist.__file__).with_name("rotated_mnist_digits.npz")
+        assert os.path.getsize(path) < 1_000_000
+
+    @pytest.mark.skipif(not MNIST_DIR.exists(), reason=f"MNIST IDX files not found at {MNIST_DIR}")
+    def test_shipped_digits_equal_the_idx_selection(self):
+        images, labels = mnist.load_mnist("train", str(MNIST_DIR), download=False)
+        np.testing.assert_array_equal(select_source_digits(images, labels), source_digits())
+        with pytest.raises(ValueError, match="threes"):
+            select_source_digits(images[:100], labels[:100])
+
+    @pytest.mark.skipif(not REFERENCE.exists(), reason=f"reference arrays not found at {REFERENCE}")
+    def test_matches_the_reference_arrays(self, benchmark):
+        reference = np.load(REFERENCE)
+        for name, split in (("test", benchmark.test()), ("eval", benchmark.eval())):
+            np.testing.assert_allclose(split.images, reference[f"{name}_images"], atol=1e-12, rtol=0)
+            np.testing.assert_array_equal(split.aux[:, :2], reference[f"{name}_aux"][:, :2])
+            # PCA scores: equal up to the sign of each axis and solver differences
+            ours, theirs = split.aux[:, 2:], reference[f"{name}_aux"][:, 2:]
+            signs = np.sign((ours * theirs).sum(0))
+            np.testing.assert_allclose(ours * signs, theirs, atol=1e-2, rtol=0)
