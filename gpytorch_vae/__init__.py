@@ -1,11 +1,15 @@
 """gpytorch-vae: Gaussian-process variational autoencoders on GPyTorch and Pyro."""
 
-from . import models, variational
+from . import kernels, models, variational
+from .kernels import DeltaKernel
 from .models import (
     GECO,
+    GPPVAE,
     GPVAE,
+    DeepSVIGP,
     ExactLatentGP,
     ExactLatentPrior,
+    FactorizedLatentPrior,
     IndependentLatentPrior,
     SparseLatentGP,
     SparseLatentPrior,
@@ -15,6 +19,11 @@ from .variational import AmortizedHybridVariationalStrategy
 __version__ = "0.1.0"
 __all__ = [
     "AmortizedHybridVariationalStrategy",
+    "DeepSVIGP",
+    "DeltaKernel",
+    "FactorizedLatentPrior",
+    "GPPVAE",
+    "kernels",
     "ExactLatentGP",
     "ExactLatentPrior",
     "GECO",
