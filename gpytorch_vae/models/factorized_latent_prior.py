@@ -188,16 +188,17 @@ class FactorizedLatentPrior(torch.nn.Module):
             local_mean = self.sparse_local.posterior_mean(inputs, *targets).movedim(0, -2)
         return self._assemble(layout, local_mean, self._global(mean, var, layout)[0])
 
-    def _local_predict(self, x_new: Tensor, x: Tensor, mean: Tensor, var: Tensor, layout: GroupLayout, index: Tensor):
-        """Local-channel predictive means and variances ``(J, r)`` at ``x_new`` in groups ``index``."""
+    def _local_predict(self, x_new: Tensor, x: Tensor, mean: Tensor, var: Tensor, layout: GroupLayout, index: Tensor,
+                       local: GroupedGPPosterior | None):  # fmt: skip
+        """Local-channel predictive means and variances ``(J, r)`` at ``x_new`` in groups ``index`` (``local``: the
+        exact posterior, ``None`` for the sparse variant)."""
         new = self._cast(x_new[:, self.local_columns])[:, None, :]  # (r, 1, d)
-        if self.sparse_local is not None:
+        if local is None:
             inputs = self._sparse_inputs(x, layout)[index]  # (r, 1, Q, d)
             targets = [t[index] for t in self._sparse_targets(mean, var, layout)]  # (r, J, Q)
             self.sparse_local.strategy.set_latent_data(inputs, *targets)
             local_mean, local_var = self.sparse_local.predict(new[:, None])  # (r, J, 1)
             return local_mean[..., 0].mT, local_var[..., 0].mT
-        _, local, _ = self.posteriors(x, mean, var)
         inputs = layout.pad_points(self._cast(x[:, self.local_columns]), point_dim=0)[index]  # (r, Q, d)
         cross = self.local_kernel(inputs, new).to_dense() * layout.mask[index][..., None]  # (r, Q, 1)
         local_mean, local_var = select_groups(local, index).predict(cross, self.local_kernel(new, diag=True))
@@ -209,11 +210,14 @@ class FactorizedLatentPrior(torch.nn.Module):
         latent dataset at ``x``: per point, its group's GP (local) and its group's shared Gaussian (global). Points
         of groups absent from ``x`` get the prior (unseen groups)."""
         self._check(mean)
-        layout = self.layout(x)
+        if self.sparse_local is None:
+            layout, local, (g_mean, g_var, _) = self.posteriors(x, mean, var)
+        else:
+            layout, local = self.layout(x), None
+            g_mean, g_var, _ = self._global(mean, var, layout)
         index, seen = layout.locate(self._cast(x_new[:, self.group_column]).to(layout.group_ids))
-        local_mean, local_var = self._local_predict(x_new, x, mean, var, layout, index)
+        local_mean, local_var = self._local_predict(x_new, x, mean, var, layout, index, local)
         prior_var = self.local_kernel(self._cast(x_new[:, self.local_columns]), diag=True)
-        g_mean, g_var, _ = self._global(mean, var, layout)
         means = torch.cat([torch.where(seen, local_mean, 0.0), torch.where(seen, g_mean[:, index], 0.0)])
         variances = torch.cat([torch.where(seen, local_var, prior_var.expand_as(local_var)),
                                torch.where(seen, g_var[:, index], self.global_prior_variance)])  # fmt: skip
