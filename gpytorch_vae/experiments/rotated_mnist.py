@@ -39,17 +39,10 @@ def _gaussian_sample(mean: Tensor, variance: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def _encode_all(vae: GPVAE, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """The latent dataset (means, variances ``(L, N)``) of a whole split, encoded batch by batch."""
-    encoded = [vae.latent_dataset(y_b, x_b) for x_b, y_b in batches_in_order(x, y)()]
-    return tuple(torch.cat(parts, dim=-1) for parts in zip(*encoded))
-
-
-@torch.no_grad()
 def _cvae_generate(vae: GPVAE, x_train: Tensor, y_train: Tensor, x_test: Tensor) -> tuple[Tensor, Tensor]:
     """The CVAE protocol: average the latent codes of all training images of each test digit, decode at the test
     angle (means and one sample per training image)."""
-    mean, var = _encode_all(vae, x_train, y_train)
+    mean, var = vae.encode_all(y_train, x_train, BATCH_SIZE)
     ids = x_train[:, 0].long()
     num_ids = int(ids.max()) + 1
 
@@ -81,7 +74,7 @@ def generate(
         mean, var = model.predict(x_test)
         return model.decoder(mean.mT), model.decoder(_gaussian_sample(mean, var).mT)
     if isinstance(getattr(model, "latent_prior", None), FactorizedLatentPrior):
-        mean, var = model.latent_prior.predict(x_test, x_train, *_encode_all(model, x_train, y_train))
+        mean, var = model.latent_prior.predict(x_test, x_train, *model.encode_all(y_train, x_train, BATCH_SIZE))
         return model.decode(mean, torch.float32), model.decode(_gaussian_sample(mean, var), torch.float32)
     if isinstance(model, GPPVAE):
         mean, var = model.predict(x_train, y_train, x_test)

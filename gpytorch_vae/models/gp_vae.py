@@ -100,6 +100,14 @@ class GPVAE(PyroModule):
         dtype = self.gp_dtype or mean.dtype
         return mean.mT.to(dtype), var.mT.to(dtype)
 
+    @torch.no_grad()
+    def encode_all(self, y: Tensor, x: Tensor | None = None, batch_size: int = 256) -> tuple[Tensor, Tensor]:
+        """:meth:`latent_dataset` of a whole data set ``(N, *obs)``, encoded ``batch_size`` rows at a time (no
+        gradients): means and variances ``(L, N)``."""
+        xs = [None] * len(y.split(batch_size)) if x is None else x.split(batch_size)
+        parts = [self.latent_dataset(y_b, x_b) for y_b, x_b in zip(y.split(batch_size), xs)]
+        return tuple(torch.cat(p, dim=-1) for p in zip(*parts))
+
     def decode(self, z: Tensor, dtype: torch.dtype | None = None, x: Tensor | None = None) -> Tensor:
         """Decoder output for latent codes ``z`` ``(*batch, L, b)``: logits or means ``(*batch, b, *obs)``."""
         z = z.mT

@@ -42,11 +42,9 @@ class GPPVAE(torch.nn.Module):
     def _gp_like(self, t: Tensor) -> Tensor:
         return t.to(self.gp.angles)
 
-    @torch.no_grad()
-    def encode_all(self, y: Tensor, batch_size: int = 256) -> tuple[Tensor, Tensor]:
+    def encode_all(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """Encoder means and variances ``(L, N)`` of all images, in the GP dtype."""
-        parts = [self.vae.latent_dataset(chunk) for chunk in y.split(batch_size)]
-        return tuple(self._gp_like(torch.cat(p, dim=-1)) for p in zip(*parts))
+        return tuple(self._gp_like(t) for t in self.vae.encode_all(y))
 
     def taylor_anchor(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         r""":math:`\tilde{\mathbf Z}` (one draw from :math:`q`) and

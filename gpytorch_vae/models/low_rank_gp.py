@@ -66,16 +66,16 @@ class LowRankViewObjectGP(torch.nn.Module):
         rows = root[self.angle_index(inputs[:, 0])]  # (N, Q)
         return (rows[:, :, None] * inputs[:, None, 1:]).flatten(1)
 
-    def _woodbury(self, features: Tensor) -> tuple[Tensor, Tensor]:
+    def _woodbury(self, features: Tensor) -> Tensor:
+        r"""Cholesky factor of :math:`\mathbf A = \mathbf I_H + \mathbf V^\top\mathbf V/\sigma^2`."""
         inner = torch.eye(features.size(1), dtype=features.dtype, device=features.device)
-        inner = inner + features.mT @ features / self.noise
-        return torch.linalg.cholesky(inner), inner
+        return torch.linalg.cholesky(inner + features.mT @ features / self.noise)
 
     def log_marginal_likelihood(self, z: Tensor, aux: Tensor) -> Tensor:
         r""":math:`\sum_l\log\mathcal N(\mathbf z_l\mid\mathbf 0, \mathbf K + \sigma^2\mathbf I)` for ``z``
         ``(L, N)``."""
         features = self.features(aux)
-        chol, _ = self._woodbury(features)
+        chol = self._woodbury(features)
         n, noise = z.size(-1), self.noise
         projected = torch.cholesky_solve((z @ features).mT, chol)  # A^{-1} V^T z, (H, L)
         quadratic = (z.square().sum(-1) - ((z @ features).mT * projected).sum(0) / noise) / noise
@@ -87,7 +87,7 @@ class LowRankViewObjectGP(torch.nn.Module):
         :math:`\mathbf K_{*}(\mathbf K + \sigma^2\mathbf I)^{-1}\mathbf z` ``(L, N_new)`` and variances
         :math:`\mathbf v_*^\top\mathbf A^{-1}\mathbf v_*` ``(N_new,)`` (the same for every channel)."""
         features, new = self.features(aux), self.features(aux_new)
-        chol, _ = self._woodbury(features)
+        chol = self._woodbury(features)
         noise = self.noise
         solved = (z - torch.cholesky_solve((z @ features).mT, chol).mT @ features.mT / noise) / noise
         variance = (new.mT * torch.cholesky_solve(new.mT, chol)).sum(0)
