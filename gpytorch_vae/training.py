@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Callable, Iterable
 
@@ -10,6 +11,8 @@ import torch
 from pyro import poutine
 from pyro.infer import SVI, TraceMeanField_ELBO
 from tqdm.auto import tqdm
+
+from .objectives import ScaledLossOptimizer
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 
@@ -113,11 +116,13 @@ def fit_geco(
     :math:`\mathrm{KL} + \lambda\,C` with Adam, where KL is the analytic KL part of the ELBO
     (:meth:`~gpytorch_vae.models.GPVAE.elbo_terms`, e.g. :math:`\frac bN\sum_l\mathrm{KL}(q_S^l(\mathbf u)\|p^l(\mathbf
     u))`) and :math:`C` the batch-mean reconstruction constraint at one posterior sample; :math:`\lambda` is updated
-    after each step. The progress bar shows the loss, the batch MSE and :math:`\lambda`. Arguments as for
-    :func:`fit_svi`; checkpoints also hold the GECO state.
+    after each step. The loss is scaled by :attr:`GECO.loss_exponent` and Adam stepped through
+    :class:`~gpytorch_vae.objectives.ScaledLossOptimizer`, so the updates are those of the unscaled objective at
+    any :math:`\lambda`. The progress bar shows the KL, the batch MSE and :math:`\log_{10}\lambda`. Arguments as
+    for :func:`fit_svi`; checkpoints also hold the GECO state.
     """
     parameters = [p for p in vae.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(parameters, lr=lr)
+    optimizer = ScaledLossOptimizer(torch.optim.Adam(parameters, lr=lr))
 
     def state() -> dict:
         return {"model": vae.state_dict(), "geco": geco.state_dict(), "optimizer": optimizer.state_dict()}
@@ -130,11 +135,16 @@ def fit_geco(
     def step(x, y) -> dict[str, float]:
         terms = vae.elbo_terms(x, y, num_data)
         constraint = geco.constraint(y, terms["decoded"], vae.observation_dims)
-        loss = geco.loss(terms["kl"], constraint)
+        loss = geco.loss(terms["kl"], constraint)  # divided by 2 ** geco.loss_exponent
         optimizer.zero_grad()
         loss.backward()
-        optimizer.step()
+        optimizer.step(geco.loss_exponent)
         geco.update()
-        return {"loss": loss.item(), "mse": constraint.item() + geco.kappa2, "lambda": geco.lagrange_multiplier.item()}
+        return {
+            "kl": terms["kl"].item(),
+            "mse": constraint.item() + geco.kappa2,
+            "log10_lambda": geco.log_lagrange_multiplier.item() / math.log(10.0),
+            "loss": loss.item() * 2.0**geco.loss_exponent,
+        }
 
     return _run_epochs(step, batches, epochs, state, load_state, checkpoint, resume, progress, callback, device)

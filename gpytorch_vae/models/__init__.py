@@ -1,10 +1,10 @@
 """Latent GP models, latent priors, the Pyro GP-VAE and the baselines."""
 
+from ..objectives import GECO
 from .conv_networks import ConvDecoder, ConvEncoder
 from .deep_svigp import DeepSVIGP, SVIGPLatentGP
 from .exact_latent_gp import ExactLatentGP
 from .factorized_latent_prior import FactorizedLatentPrior
-from .geco import GECO
 from .gp_vae import GPVAE
 from .gppvae import GPPVAE, fit_gppvae
 from .latent_priors import ExactLatentPrior, IndependentLatentPrior, SparseLatentPrior

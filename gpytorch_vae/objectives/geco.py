@@ -1,0 +1,113 @@
+"""GECO: constrained optimisation of the KL term under a reconstruction constraint (Rezende & Viola 2018)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+_LN2 = math.log(2.0)
+
+
+class GECO(torch.nn.Module):
+    r"""Generalized ELBO with Constrained Optimization (Rezende & Viola 2018, Alg. 1), as used by the SVGP-VAE and
+    FGP-VAE papers on rotated MNIST.
+
+    Minimise :math:`\mathrm{KL} + \lambda\,\bar C` where :math:`C` is a constraint that should be :math:`\le 0`
+    (e.g. :math:`\mathrm{MSE}_i - \kappa^2`, averaged over the batch). With the moving average
+    :math:`C_{ma} \leftarrow \alpha C_{ma} + (1-\alpha) C` (initialised with the first value) the objective is
+
+    .. math::
+        \mathcal L = \mathrm{KL} + \lambda\,\big(C + \mathrm{sg}(C_{ma} - C)\big),
+
+    whose value uses the smoothed constraint and whose gradient is that of :math:`C`. After each optimiser step,
+    :meth:`update` sets :math:`\lambda \leftarrow \lambda\exp(C_{ma})`. As in the papers' reference code,
+    :math:`\lambda` is unbounded by default: when the constraint is never met it grows for the whole run (past
+    :math:`10^{30}` on rotated MNIST) and the KL's weight vanishes.
+
+    **Loss scaling.** :math:`\lambda` is kept as :math:`\log\lambda` (float64), so it never overflows. :meth:`loss`
+    returns :math:`\mathcal L / s` with the power of two :math:`s = 2^e`, :math:`e = \max(0, \lfloor\log_2\lambda
+    \rfloor)` (:attr:`loss_exponent`), so its value and gradients stay of the size of :math:`C` whatever
+    :math:`\lambda`. With float32 networks, the unscaled gradients :math:`\lambda\,\partial C/\partial\theta` would
+    overflow Adam's second moments (their square passes float32's :math:`3\cdot10^{38}` once :math:`\lambda` passes
+    about :math:`10^{19}`) and freeze training. Step the optimiser through
+    :class:`~gpytorch_vae.objectives.ScaledLossOptimizer`, which keeps Adam's moments in the same scale, so that
+    the updates are those of the unscaled objective (tested against float64 over a run where :math:`\lambda` passes
+    :math:`10^{30}`). With ``lambda_max`` finite and small the scale stays 1 and this is plain GECO.
+
+    State is kept in buffers, so it is checkpointed with ``state_dict``.
+
+    :param kappa2: :math:`\kappa^2`, the tolerated reconstruction error (0.020 in the rotated-MNIST protocol); only
+        used by :meth:`constraint`.
+    :param alpha: moving-average factor (0.99).
+    :param lambda_init: initial :math:`\lambda` (1.0).
+    :param lambda_min, lambda_max: bounds for :math:`\lambda` (default: none, as in the reference code).
+    :param scale_loss: divide the objective by :math:`s` (default); ``False`` returns :math:`\mathcal L` itself,
+        in float64.
+    """
+
+    def __init__(
+        self,
+        kappa2: float = 0.02,
+        alpha: float = 0.99,
+        lambda_init: float = 1.0,
+        lambda_min: float = 0.0,
+        lambda_max: float = math.inf,
+        scale_loss: bool = True,
+    ):
+        super().__init__()
+        if not 0.0 <= alpha < 1.0:
+            raise ValueError(f"alpha must be in [0, 1), got {alpha}")
+        if not 0.0 <= lambda_min <= lambda_init <= lambda_max or lambda_init <= 0.0:
+            raise ValueError(
+                f"need 0 <= lambda_min <= lambda_init <= lambda_max and lambda_init > 0, got {lambda_min}, "
+                f"{lambda_init}, {lambda_max}"
+            )
+        self.kappa2 = float(kappa2)
+        self.alpha = float(alpha)
+        self.log_lambda_min = math.log(lambda_min) if lambda_min > 0 else -math.inf
+        self.log_lambda_max = math.log(lambda_max)
+        self.scale_loss = bool(scale_loss)
+        self.register_buffer("log_lagrange_multiplier", torch.tensor(math.log(lambda_init), dtype=torch.float64))
+        self.register_buffer("constraint_ma", torch.tensor(0.0, dtype=torch.float64))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    @property
+    def lagrange_multiplier(self) -> Tensor:
+        r""":math:`\lambda` (float64; ``inf`` only past float64's range, which :meth:`loss` never needs)."""
+        return self.log_lagrange_multiplier.exp()
+
+    @property
+    def loss_exponent(self) -> int:
+        r""":math:`e` of the scale :math:`s = 2^e` that divides the current objective (0 without ``scale_loss``)."""
+        if not self.scale_loss:
+            return 0
+        return max(0, math.floor(self.log_lagrange_multiplier.item() / _LN2))
+
+    def constraint(self, y: Tensor, decoded: Tensor, observation_dims: int) -> Tensor:
+        r"""Batch mean of :math:`C_i = \mathrm{mean}_{pixels}(\mathbf y_i - \hat{\mathbf y}_i)^2 - \kappa^2`."""
+        per_example = (y - decoded).square().flatten(start_dim=y.dim() - observation_dims).mean(-1)
+        return per_example.mean() - self.kappa2
+
+    def loss(self, kl: Tensor, constraint: Tensor) -> Tensor:
+        r""":math:`\mathcal L / s` for one batch (float64 where ``kl`` is); updates the moving average of the
+        constraint. Multiply the loss back by ``2 ** loss_exponent`` for its unscaled value."""
+        value = constraint.detach().to(self.constraint_ma)
+        if bool(self.initialized):
+            self.constraint_ma.mul_(self.alpha).add_((1.0 - self.alpha) * value)
+        else:
+            self.constraint_ma.copy_(value)
+            self.initialized.fill_(True)
+        smoothed = constraint + (self.constraint_ma.to(constraint) - constraint).detach()
+        exponent = self.loss_exponent
+        # lambda / s and 1 / s in float64 from log lambda: neither lambda nor lambda * C is ever formed
+        weight = (self.log_lagrange_multiplier - exponent * _LN2).exp()
+        dtype = torch.promote_types(kl.dtype, torch.float64 if not self.scale_loss else smoothed.dtype)
+        return kl.to(dtype) * 2.0**-exponent + weight.to(dtype) * smoothed.to(dtype)
+
+    @torch.no_grad()
+    def update(self) -> None:
+        r""":math:`\lambda \leftarrow \lambda\exp(C_{ma})` (within the bounds); call after each optimiser step."""
+        log_lambda = self.log_lagrange_multiplier + self.constraint_ma
+        self.log_lagrange_multiplier.copy_(log_lambda.clamp(self.log_lambda_min, self.log_lambda_max))
