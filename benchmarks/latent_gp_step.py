@@ -19,7 +19,7 @@ import time
 import gpytorch
 import torch
 
-from gpytorch_vae.models import ExactLatentGP, SparseLatentGP
+from gpytorch_vae.gps import ExactLatentGP, SparseLatentGP
 
 
 def kernel(channels: int) -> gpytorch.kernels.Kernel:

@@ -13,13 +13,14 @@ import os
 import statistics
 import time
 
+import common  # noqa: F401  (examples/ on the import path)
 import pyro
 import torch
+from experiments.moving_ball import build_model, gp_inputs
 from pyro import poutine
 from pyro.infer import SVI, TraceMeanField_ELBO
 
-from gpytorch_vae.data.moving_ball import MovingBallDataset, MovingBallGenerator
-from gpytorch_vae.experiments.moving_ball import build_model, gp_inputs
+from gpytorch_vae.data import MovingBallDataset, MovingBallGenerator
 
 
 def time_model(model: str, inducing: int, repeats: int, device: str) -> float:

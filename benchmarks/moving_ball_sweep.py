@@ -12,8 +12,9 @@ import argparse
 import json
 import os
 
-from gpytorch_vae.experiments.moving_ball import run
-from gpytorch_vae.plotting import _pyplot
+import common  # noqa: F401  (examples/ on the import path)
+from experiments.moving_ball import run
+from experiments.plotting import pyplot
 
 
 def configs(inducing: list[int]) -> list[dict]:
@@ -48,7 +49,7 @@ def main() -> None:
     for r in results:
         m = r["inducing"] if r["inducing"] is not None else "-"
         print(f"| {r['model']} | {m} | {r['rmse']:.4f} | {1e3 * r['seconds_per_step']:.1f} | {r['steps']} |")
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 3))
     sparse = [r for r in results if r["model"] == "svgpvae"]
     ax.plot([r["inducing"] for r in sparse], [r["rmse"] for r in sparse], "o-", label="SVGP-VAE")

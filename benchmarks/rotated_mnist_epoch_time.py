@@ -14,13 +14,13 @@ import os
 import statistics
 import time
 
+import common  # noqa: F401  (examples/ on the import path)
 import pyro
 import torch
+from experiments.rotated_mnist import MODELS, build_model
 
-from gpytorch_vae.data.rotated_mnist import factorized_splits, load_rotated_mnist
-from gpytorch_vae.experiments.rotated_mnist import split_tensors, train_model
-from gpytorch_vae.experiments.rotated_mnist_models import build_model
-from gpytorch_vae.models.gppvae import fit_gppvae
+from gpytorch_vae.baselines import fit_gppvae
+from gpytorch_vae.data import factorized_splits, load_rotated_mnist
 
 VARIANTS = (
     "cvae", "svgpvae", "deep-svigp", "fgpvae", "gppvae (VAE phase)", "gppvae (GP phase)", "gppvae (joint, Taylor)",
@@ -32,7 +32,7 @@ def one_epoch(name: str, model, x, y) -> None:
         phase = {"VAE": (1, 0, 0), "GP ": (0, 1, 0), "joi": (0, 0, 1)}[name[8:11]]
         fit_gppvae(model, x, y, *phase, progress=False)
     else:
-        train_model(model, name, x, y, 1, 1e-3, None, False, False, None)
+        MODELS[name].train(model, x, y, 1, 1e-3, MODELS[name].batch_size, progress=False)
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     data = load_rotated_mnist()
     train, fgp_train = data.train(), factorized_splits(data).train  # 4050 and 3960 images
-    tensors = {"train": split_tensors(train), "fgp": split_tensors(fgp_train)}
+    tensors = {"train": train.tensors(), "fgp": fgp_train.tensors()}
     pyro.set_rng_seed(0)
     models = {v: build_model(v.split(" ")[0], data, fgp_train if v == "fgpvae" else train) for v in VARIANTS}
     times = {v: [] for v in VARIANTS}

@@ -13,8 +13,8 @@ import json
 import os
 import statistics
 
-from gpytorch_vae.experiments.rotated_mnist import run
-from gpytorch_vae.experiments.rotated_mnist_models import MODELS
+import common  # noqa: F401  (examples/ on the import path)
+from experiments.rotated_mnist import MODELS, run
 
 PAPER = {  # Table 1 of the SVGP-VAE paper (GPU): MSE mean, sd, seconds per epoch; and the targets
     "cvae": (0.0796, 0.0023, 0.39, "about 0.0796 or better"),

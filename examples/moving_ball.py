@@ -8,42 +8,37 @@ from __future__ import annotations
 import argparse
 import json
 
-from gpytorch_vae.experiments.moving_ball import MODELS, run
+from experiments.cli import add_common, apply_threads, positive_float, positive_int
+from experiments.moving_ball import MODELS, run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=MODELS, default="svgpvae")
-    parser.add_argument("--inducing", type=int, default=15, help="number of inducing points m (svgpvae)")
-    parser.add_argument("--steps", type=int, default=25_000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--inducing", type=positive_int, default=15, help="number of inducing points m (svgpvae)")
+    parser.add_argument("--steps", type=positive_int, default=25_000)
     parser.add_argument("--learn-lengthscale", action="store_true")
     parser.add_argument("--learn-inducing", action="store_true")
     parser.add_argument("--inducing-init", choices=["even", "bunched"], default="even")
-    parser.add_argument("--true-lengthscale", type=float, default=2.0, help="lengthscale of the data generator")
-    parser.add_argument("--lengthscale-init", type=float, default=None, help="default: 1.0 if learned, else true")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--log-every", type=int, default=100)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default="runs/moving_ball")
-    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--true-lengthscale", type=positive_float, default=2.0,
+                        help="lengthscale of the data generator")  # fmt: skip
+    parser.add_argument("--lengthscale-init", type=positive_float, default=None,
+                        help="default: 1.0 if learned, else the true one")  # fmt: skip
+    parser.add_argument("--lr", type=positive_float, default=1e-3)
+    parser.add_argument("--log-every", type=positive_int, default=100, help="steps per checkpoint and trace point")
+    parser.add_argument("--no-plots", action="store_true", help="do not draw figures (no matplotlib needed)")
+    add_common(parser, out="runs/moving_ball")
     args = parser.parse_args()
+    if args.steps % args.log_every:
+        parser.error(f"--steps ({args.steps}) must be a multiple of --log-every ({args.log_every})")
+    apply_threads(args.threads)
     metrics = run(
-        model=args.model,
-        inducing=args.inducing,
-        steps=args.steps,
-        seed=args.seed,
-        learn_lengthscale=args.learn_lengthscale,
-        learn_inducing=args.learn_inducing,
-        inducing_init_kind=args.inducing_init,
-        true_lengthscale=args.true_lengthscale,
-        lengthscale_init=args.lengthscale_init,
-        lr=args.lr,
-        log_every=args.log_every,
-        device=args.device,
-        out=args.out,
-        resume=args.resume,
-    )
+        model=args.model, inducing=args.inducing, steps=args.steps, seed=args.seed,
+        learn_lengthscale=args.learn_lengthscale, learn_inducing=args.learn_inducing,
+        inducing_init_kind=args.inducing_init, true_lengthscale=args.true_lengthscale,
+        lengthscale_init=args.lengthscale_init, lr=args.lr, log_every=args.log_every, device=args.device,
+        out=args.out, resume=args.resume, plots=not args.no_plots,
+    )  # fmt: skip
     print(json.dumps(metrics, indent=2))
 
 

@@ -14,21 +14,16 @@ import time
 import gpytorch
 import pyro
 import torch
+from experiments.cli import add_common, apply_threads, positive_float, positive_int
 from torch.utils.data import DataLoader, TensorDataset
 
+from gpytorch_vae import GPVAE
 from gpytorch_vae.data import make_synthetic_gp_data
+from gpytorch_vae.gps import ExactLatentGP, SparseLatentGP
 from gpytorch_vae.metrics import affine_aligned_rmse
-from gpytorch_vae.models import (
-    GPVAE,
-    ExactLatentGP,
-    ExactLatentPrior,
-    IndependentLatentPrior,
-    MLPDecoder,
-    MLPEncoder,
-    SparseLatentGP,
-    SparseLatentPrior,
-)
-from gpytorch_vae.training import fit_svi
+from gpytorch_vae.nn import MLPDecoder, MLPEncoder
+from gpytorch_vae.priors import ExactLatentPrior, IndependentLatentPrior, SparseLatentPrior
+from gpytorch_vae.training import fit_svi, write_json
 
 LATENT_DIM = 2
 
@@ -48,14 +43,13 @@ def latent_prior(model: str, inducing: int, x_max: float) -> torch.nn.Module:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["svgpvae", "gpvae", "vae"], default="svgpvae")
-    parser.add_argument("--inducing", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--epochs", type=int, default=150)
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="runs/synthetic")
-    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--inducing", type=positive_int, default=20)
+    parser.add_argument("--batch-size", type=positive_int, default=100)
+    parser.add_argument("--epochs", type=positive_int, default=150)
+    parser.add_argument("--lr", type=positive_float, default=1e-2)
+    add_common(parser, out="runs/synthetic")
     args = parser.parse_args()
+    apply_threads(args.threads)
 
     pyro.set_rng_seed(args.seed)
     data = make_synthetic_gp_data(seed=args.seed)
@@ -70,20 +64,21 @@ def main() -> None:
         likelihood="gaussian",
         observation_scale=0.1,
         gp_dtype=torch.float64,
-    )
+    ).to(args.device)
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
     history = fit_svi(
         vae,
-        lambda: iter(loader),
+        loader,
         num_data,
         args.epochs,
         lr=args.lr,
         checkpoint=os.path.join(args.out, "checkpoint.pt"),
         resume=args.resume,
+        device=args.device,
     )
     seconds = time.perf_counter() - start
-    z_mean = vae.posterior_latent_mean(data.x, data.y)
+    z_mean = vae.posterior_latent_mean(data.x.to(args.device), data.y.to(args.device)).cpu()
     metrics = {
         "model": args.model,
         "rmse": affine_aligned_rmse(z_mean, data.z),
@@ -91,8 +86,7 @@ def main() -> None:
         "epochs": args.epochs,
         "seconds_per_epoch": seconds / max(len(history), 1),
     }
-    with open(os.path.join(args.out, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+    write_json(os.path.join(args.out, "metrics.json"), metrics)
     print(json.dumps(metrics, indent=2))
 
 

@@ -8,7 +8,7 @@ import math
 import gpytorch
 import torch
 
-from gpytorch_vae.models import SparseLatentGP
+from gpytorch_vae.gps import SparseLatentGP
 
 L_CHANNELS = 2
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from gpytorch_vae.models import ExactLatentGP
+from gpytorch_vae.gps import ExactLatentGP
 from reference import L_CHANNELS, exact_gp_reference, latent_data, make_kernel
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from pyro.infer import TraceMeanField_ELBO
 
+from gpytorch_vae import GPVAE, ExactLatentGP, SparseLatentGP
 from gpytorch_vae.kernels import DeltaKernel, fixed_periodic_kernel
-from gpytorch_vae.models import GPVAE, ExactLatentGP, SparseLatentGP
-from gpytorch_vae.models.factorized_latent_prior import FactorizedLatentPrior
+from gpytorch_vae.priors import FactorizedLatentPrior
 from gpytorch_vae.variational.factorized_posterior import global_posterior
 from gpytorch_vae.variational.group_layout import GroupLayout
 
@@ -75,12 +75,13 @@ def test_posterior_and_log_z_equal_the_dense_exact_gp():
     x, mean, var = grouped_data()
     prior = make_prior()
     (q_local, logz_local), (q_global, logz_global) = dense_exact_gp(x, mean, var)
-    torch.testing.assert_close(prior.log_normaliser(x, mean, var), logz_local.sum() + logz_global.sum())
+    posterior = prior.condition(x, mean, var)
+    torch.testing.assert_close(posterior.log_normaliser, logz_local.sum() + logz_global.sum())
     expected_mean = torch.cat([q_local.mean, q_global.mean])
     torch.testing.assert_close(prior.posterior_mean(x, mean, var), expected_mean, atol=1e-10, rtol=0)
     # full local covariance: the padded blocks, scattered back, equal the dense block-diagonal posterior
-    layout, local, _ = prior.posteriors(x, mean, var)
-    covariance = local.covariance_matrix  # (J, P, Q, Q)
+    layout = posterior.layout
+    covariance = posterior.local.posterior.covariance_matrix  # (J, P, Q, Q)
     n = x.size(0)
     dense = torch.zeros(J, n, n, dtype=DT)
     same = layout.group[:, None] == layout.group[None, :]
@@ -106,7 +107,7 @@ def test_group_of_one_image():
     x, mean, var = grouped_data(ids=(4,))
     prior = make_prior()
     (q_local, logz_local), (q_global, logz_global) = dense_exact_gp(x, mean, var)
-    torch.testing.assert_close(prior.log_normaliser(x, mean, var), logz_local.sum() + logz_global.sum())
+    torch.testing.assert_close(prior.condition(x, mean, var).log_normaliser, logz_local.sum() + logz_global.sum())
     torch.testing.assert_close(prior.posterior_mean(x, mean, var), torch.cat([q_local.mean, q_global.mean]))
 
 
@@ -114,7 +115,8 @@ def test_prediction_in_seen_and_unseen_groups():
     x, mean, var = grouped_data()
     prior = make_prior()
     x_new = torch.tensor([[3.0, GRID[5]], [9.0, GRID[2]], [5.0, GRID[7]]], dtype=DT)  # group 5 is unseen
-    means, variances = prior.predict(x_new, x, mean, var)
+    q = prior.condition(x, mean, var).predict(x_new)
+    means, variances = q.mean, q.variance
     n = x.size(0)
     everything = torch.cat([x, x_new])
     for channels, local in ((slice(0, J), True), (slice(J, J + G), False)):
@@ -134,12 +136,13 @@ def test_kl_is_the_paper_elbo_identity():
     r"""KL(q || p) = sum_q E_q[log q~(z_q | y_q)] - log Z: our ELBO E[log p(y|z)] - KL equals the paper's form."""
     x, mean, var = grouped_data()
     prior = make_prior()
-    layout, local, (g_mean, g_var, _) = prior.posteriors(x, mean, var)
+    posterior = prior.condition(x, mean, var)
+    layout, g_var = posterior.layout, posterior.global_variance
     marginal_mean = prior.posterior_mean(x, mean, var)
-    local_var = layout.unpad_points(local.covariance_matrix.diagonal(dim1=-2, dim2=-1))
+    local_var = layout.unpad_points(posterior.local.posterior.covariance_matrix.diagonal(dim1=-2, dim2=-1))
     marginal_var = torch.cat([local_var, g_var[:, layout.group]])
     cross_entropy = -0.5 * ((2 * math.pi * var).log() + ((marginal_mean - mean).square() + marginal_var) / var)
-    expected = cross_entropy.sum() - prior.log_normaliser(x, mean, var)
+    expected = cross_entropy.sum() - posterior.log_normaliser
     torch.testing.assert_close(prior.kl_divergence(x, mean, var), expected)
 
 
@@ -151,8 +154,9 @@ def test_sparse_local_channels_with_inducing_points_on_the_inputs_equal_the_exac
     torch.testing.assert_close(sparse.kl_divergence(x, mean, var), exact.kl_divergence(x, mean, var), atol=1e-7,
                                rtol=0)  # fmt: skip
     x_new = torch.tensor([[3.0, GRID[5]], [9.0, GRID[2]], [5.0, GRID[7]]], dtype=DT)
-    for a, b in zip(sparse.predict(x_new, x, mean, var), exact.predict(x_new, x, mean, var)):
-        torch.testing.assert_close(a, b, atol=1e-8, rtol=0)
+    q_sparse, q_exact = sparse.condition(x, mean, var).predict(x_new), exact.condition(x, mean, var).predict(x_new)
+    torch.testing.assert_close(q_sparse.mean, q_exact.mean, atol=1e-8, rtol=0)
+    torch.testing.assert_close(q_sparse.variance, q_exact.variance, atol=1e-8, rtol=0)
 
 
 class Encoder(torch.nn.Module):
@@ -178,7 +182,7 @@ def test_svi_loss_matches_the_fgp_elbo(sparse):
     kl = prior.kl_divergence(x, mean, var)
     # E_q[log p(y | z)] by Monte Carlo from the exact marginals (the likelihood factorises over points)
     marginal_mean = make_prior().posterior_mean(x, mean, var)
-    _, marginal_var = make_prior().predict(x, x, mean, var)
+    marginal_var = make_prior().condition(x, mean, var).predict(x).variance
     assert kl > 1.0
     z = marginal_mean + marginal_var.sqrt() * torch.randn(4000, *marginal_mean.shape, dtype=DT)
     log_lik = torch.distributions.Normal(vae.decoder(z.mT), 1.0).log_prob(y).sum((-1, -2))
@@ -186,3 +190,15 @@ def test_svi_loss_matches_the_fgp_elbo(sparse):
     standard_error = (losses.var() / len(losses) + log_lik.var() / len(log_lik)).sqrt().item()
     assert abs(losses.mean().item() - expected) < 4 * standard_error
     assert abs(losses.mean().item() - (expected - kl.item())) > 10 * standard_error  # power: the KL is seen
+
+
+def test_deprecated_entry_points_warn_and_agree():
+    x, mean, var = grouped_data()
+    prior = make_prior()
+    posterior = prior.condition(x, mean, var)
+    with pytest.warns(DeprecationWarning):
+        torch.testing.assert_close(prior.log_normaliser(x, mean, var), posterior.log_normaliser)
+    with pytest.warns(DeprecationWarning):
+        means, variances = prior.predict(x[:3], x, mean, var)
+    torch.testing.assert_close(means, posterior.predict(x[:3]).mean)
+    torch.testing.assert_close(variances, posterior.predict(x[:3]).variance)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from pyro.infer import TraceMeanField_ELBO
 
-from gpytorch_vae.models import GPVAE, ExactLatentGP, ExactLatentPrior, IndependentLatentPrior, SparseLatentPrior
+from gpytorch_vae import GPVAE, ExactLatentGP, ExactLatentPrior, IndependentLatentPrior, SparseLatentPrior
 from reference import (
     L_CHANNELS,
     batch_titsias_reference,

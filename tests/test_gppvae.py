@@ -6,10 +6,9 @@ import pytest
 import torch
 from gpytorch.distributions import MultivariateNormal
 
+from gpytorch_vae import GPVAE, IndependentLatentPrior
+from gpytorch_vae.baselines import GPPVAE, LowRankViewObjectGP, fit_gppvae
 from gpytorch_vae.kernels import ObjectViewInputs, view_object_kernel
-from gpytorch_vae.models import GPVAE, IndependentLatentPrior
-from gpytorch_vae.models.gppvae import GPPVAE, fit_gppvae
-from gpytorch_vae.models.low_rank_gp import LowRankViewObjectGP
 
 DT = torch.float64
 ANGLES = torch.linspace(0, 2 * math.pi, 17, dtype=DT)[:-1]

@@ -3,11 +3,11 @@
 import pyro
 import pytest
 import torch
+from experiments.moving_ball import build_model, gp_inputs, path_rmse, predicted_paths
 from pyro import poutine
 from pyro.infer import SVI, TraceMeanField_ELBO
 
 from gpytorch_vae.data.moving_ball import MovingBallDataset, MovingBallGenerator, moving_ball_test_batch
-from gpytorch_vae.experiments.moving_ball import build_model, gp_inputs, path_rmse, predicted_paths
 from gpytorch_vae.metrics import affine_align, affine_aligned_rmse
 
 

@@ -6,13 +6,19 @@ import numpy as np
 import pyro
 import pytest
 import torch
+from experiments.rotated_mnist import MODELS, angle_features, build_model, evaluate, inducing_init
 from pyro.infer import TraceMeanField_ELBO
 
 from gpytorch_vae.data.rotated_mnist import ImageSplit, RotatedMNIST
-from gpytorch_vae.experiments.rotated_mnist import evaluate, split_tensors, train_model
-from gpytorch_vae.experiments.rotated_mnist_models import MODELS, angle_features, build_model, inducing_init
 from gpytorch_vae.kernels import ObjectViewInputs, view_object_kernel
-from gpytorch_vae.models.conv_networks import ConvDecoder, ConvEncoder
+from gpytorch_vae.nn import ConvDecoder, ConvEncoder
+
+
+def train_model(model, name, x, y, epochs, lr, checkpoint=None, resume=False):
+    """The model's training regime of the benchmark; returns the mean loss per epoch run."""
+    setup = MODELS[name]
+    return setup.train(model, x, y, epochs, lr, setup.batch_size, checkpoint=checkpoint, resume=resume,
+                       progress=False)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +91,8 @@ def test_conv_networks():
 def _reconstruction_mse(model, name, x, y):
     """Decoded-mean MSE of the training images under the model's own generation path (fixed noise)."""
     torch.manual_seed(0)
-    if name == "deep-svigp":
-        return (model.decoder(model.predict(x)[0].mT) - y).square().mean().item()
+    if name.startswith("deep-svigp"):
+        return (model.decode(model.condition().predict(x).mean) - y).square().mean().item()
     vae = model.vae if name == "gppvae" else model
     with torch.no_grad():
         return (vae.elbo_terms(x, y, len(x))["decoded"] - y).square().mean().item()
@@ -98,13 +104,16 @@ def test_short_training_reduces_the_error(benchmark, small, name):
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     model = build_model(name, benchmark, train)
-    x, y = split_tensors(train)
+    x, y = train.tensors()
     before = _reconstruction_mse(model, name, x, y)
-    losses = train_model(model, name, x, y, epochs=40, lr=1e-2, checkpoint=None, resume=False, progress=False,
-                         device=None, return_history=True)  # fmt: skip
+    losses = train_model(model, name, x, y, epochs=40, lr=1e-2)
     after = _reconstruction_mse(model, name, x, y)
     assert after < 0.8 * before, (before, after)
-    if name in ("cvae", "deep-svigp"):  # GECO's loss moves with lambda, GPPVAE's changes phase; SVI losses must fall
+    if name in (
+        "cvae",
+        "deep-svigp",
+        "deep-svigp-mean",
+    ):  # GECO's loss moves with lambda, GPPVAE's changes phase; SVI losses must fall
         assert np.mean(losses[-5:]) < np.mean(losses[:5])
 
 
@@ -113,27 +122,25 @@ def test_evaluation_streams_like_one_batch(benchmark, small):
     pyro.set_rng_seed(0)
     model = build_model("svgpvae", benchmark, train)
     torch.manual_seed(1)
-    streamed = evaluate(model, "svgpvae", train, test, batch_size=7)
+    streamed = evaluate(model, train, test, batch_size=7)
     torch.manual_seed(1)
-    whole = evaluate(model, "svgpvae", train, test, batch_size=len(train))
+    whole = evaluate(model, train, test, batch_size=len(train))
     assert streamed["mse"] == pytest.approx(whole["mse"], rel=1e-6)
     torch.testing.assert_close(streamed["generated"], whole["generated"], atol=1e-5, rtol=0)
     # and equal to the posterior mean of the strategy conditioned on all points directly
-    x, y = split_tensors(train)
-    x_test, _ = split_tensors(test)
+    x, y = train.tensors()
+    x_test, _ = test.tensors()
     mean, var = model.latent_dataset(y)
-    prior = model.latent_prior
-    prior.strategy.set_latent_data(prior.gp_inputs(x), mean.detach(), var.detach())
-    z = prior.predict(x_test)[0].detach()
-    torch.testing.assert_close(model.decode(z, torch.float32).detach(), whole["generated"], atol=1e-5, rtol=0)
+    z = model.latent_prior.condition(x, mean.detach(), var.detach()).predict(x_test).mean.detach()
+    torch.testing.assert_close(model.decode(z).detach(), whole["generated"], atol=1e-5, rtol=0)
 
 
 def test_cvae_generation_averages_codes_per_digit(benchmark, small):
     train, test = small
     model = build_model("cvae", benchmark, train)
-    result = evaluate(model, "cvae", train, test)
-    x, y = split_tensors(train)
-    x_test, _ = split_tensors(test)
+    result = evaluate(model, train, test)
+    x, y = train.tensors()
+    x_test, _ = test.tensors()
     with torch.no_grad():
         mean, _ = model.latent_dataset(y, x)
         expected = torch.stack([mean[:, x[:, 0] == x_test[k, 0]].mean(-1) for k in range(len(x_test))])
@@ -144,7 +151,7 @@ def test_cvae_generation_averages_codes_per_digit(benchmark, small):
 def test_deep_svigp_loss_is_the_svgp_elbo(benchmark, small):
     train, _ = small
     model = build_model("deep-svigp", benchmark, train)
-    x, y = split_tensors(train)
+    x, y = train.tensors()
     x, y = x[:6], y[:6].double()
     model.decoder.double()
     gp = model.gp
@@ -169,7 +176,7 @@ def test_deep_svigp_loss_is_the_svgp_elbo(benchmark, small):
 @pytest.mark.parametrize("name", ["svgpvae", "cvae"])
 def test_resume_continues_with_the_same_optimizer_state(benchmark, small, tmp_path, name):
     train, _ = small
-    x, y = split_tensors(train)
+    x, y = train.tensors()
 
     def fresh():
         pyro.clear_param_store()
@@ -177,13 +184,12 @@ def test_resume_continues_with_the_same_optimizer_state(benchmark, small, tmp_pa
         return build_model(name, benchmark, train)
 
     straight = fresh()
-    train_model(straight, name, x, y, epochs=3, lr=1e-2, checkpoint=None, resume=False, progress=False, device=None)
+    train_model(straight, name, x, y, epochs=3, lr=1e-2)
     path = str(tmp_path / "checkpoint.pt")
     stopped = fresh()
-    train_model(stopped, name, x, y, epochs=2, lr=1e-2, checkpoint=path, resume=False, progress=False, device=None)
+    train_model(stopped, name, x, y, epochs=2, lr=1e-2, checkpoint=path)
     resumed = fresh()
-    ran = train_model(resumed, name, x, y, epochs=3, lr=1e-2, checkpoint=path, resume=True, progress=False,
-                      device=None)  # fmt: skip
-    assert ran == 1 and torch.load(path, weights_only=False)["epoch"] == 3
+    ran = train_model(resumed, name, x, y, epochs=3, lr=1e-2, checkpoint=path, resume=True)
+    assert len(ran) == 1 and torch.load(path, weights_only=False)["epoch"] == 3
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value, atol=1e-6, rtol=1e-5, msg=key)

@@ -3,9 +3,9 @@
 import pyro
 import torch
 
+from gpytorch_vae import GPVAE, IndependentLatentPrior
 from gpytorch_vae.data import make_synthetic_gp_data
 from gpytorch_vae.metrics import affine_aligned_rmse
-from gpytorch_vae.models import GPVAE, IndependentLatentPrior
 from gpytorch_vae.training import fit_svi
 
 

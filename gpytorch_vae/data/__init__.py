@@ -1,5 +1,31 @@
-"""Data sets and generators."""
+"""Data sets (torchvision-style, no torchvision needed): rotated MNIST, moving ball, synthetic GP data, and the MNIST
+IDX reader. Files are found through a ``data_dir`` argument or ``$GPYTORCH_VAE_DATA``."""
 
+from .mnist import DATA_ENV, load_mnist, read_idx
+from .moving_ball import (
+    MovingBallBatch,
+    MovingBallDataset,
+    MovingBallGenerator,
+    MovingBallStream,
+    moving_ball_test_batch,
+)
+from .rotated_mnist import FactorizedSplits, ImageSplit, RotatedMNIST, factorized_splits, load_rotated_mnist
 from .synthetic import SyntheticGPData, make_synthetic_gp_data
 
-__all__ = ["SyntheticGPData", "make_synthetic_gp_data"]
+__all__ = [
+    "DATA_ENV",
+    "FactorizedSplits",
+    "ImageSplit",
+    "MovingBallBatch",
+    "MovingBallDataset",
+    "MovingBallGenerator",
+    "MovingBallStream",
+    "RotatedMNIST",
+    "SyntheticGPData",
+    "factorized_splits",
+    "load_mnist",
+    "load_rotated_mnist",
+    "make_synthetic_gp_data",
+    "moving_ball_test_batch",
+    "read_idx",
+]

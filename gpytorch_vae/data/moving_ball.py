@@ -26,7 +26,7 @@ class MovingBallGenerator:
     :math:`k(t, t') = \exp(-(t - t')^2 / (2\ell^2))` on the times :math:`0, \dots, T-1` (covariance
     :math:`\mathbf K + 10^{-5}\mathbf I`); the ball's centre in pixels is ``scale * size * path + size / 2`` and a
     pixel (at integer coordinates) is on when its squared distance to the centre is below ``radius ** 2``.
-    Defaults follow ``shared/protocols/moving_ball.md``.
+    Defaults follow the protocol (``docs/protocols/moving_ball.md``).
 
     :param num_frames: :math:`T`.
     :param size: frame side in pixels.
@@ -69,6 +69,38 @@ class MovingBallGenerator:
         offsets = (self.grid - centres.unsqueeze(-1)).square()  # (..., T, 2, size): separable squared distances
         sq_dist = offsets[..., 0, :, None] + offsets[..., 1, None, :]  # (..., T, size, size), row = first coordinate
         return (sq_dist < self.radius**2).flatten(-2).float()
+
+
+class MovingBallStream:
+    """A seeded, endless stream of fresh batches whose position can be saved and restored: ``next(stream)`` gives
+    the next :class:`MovingBallBatch`; :meth:`state_dict` / :meth:`load_state_dict` hold the random generator's
+    state, so a resumed run sees exactly the batches an uninterrupted one would. Iterating it does not restart it
+    (unlike :class:`MovingBallDataset`, which restarts from its seed for each iteration, as a DataLoader expects).
+
+    :param batch_size: videos per batch (35 in the protocol).
+    :param seed: seed of the stream.
+    """
+
+    def __init__(self, generator: MovingBallGenerator, batch_size: int = 35, seed: int = 0):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.generator, self.batch_size = generator, batch_size
+        self.rng = torch.Generator().manual_seed(seed)
+        self.position = 0
+
+    def __iter__(self) -> MovingBallStream:
+        return self
+
+    def __next__(self) -> MovingBallBatch:
+        self.position += 1
+        return self.generator.sample(self.batch_size, self.rng)
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.get_state(), "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.set_state(state["rng"])
+        self.position = int(state["position"])
 
 
 class MovingBallDataset(IterableDataset):

@@ -1,6 +1,6 @@
 """The rotated-MNIST benchmark of Casale et al. (2018), as used by the SVGP-VAE and FGP-VAE papers (Table 1).
 
-``shared/protocols/rotated_mnist.md`` in the project's notes: 400 digit-3 instances of the MNIST training split,
+The protocol is ``docs/protocols/rotated_mnist.md``: 400 digit-3 instances of the MNIST training split,
 each rotated by the 16 multiples of 22.5 degrees with :func:`scipy.ndimage.rotate` (cubic spline, no clipping). The
 draws use Python's :mod:`random` in the authors' call order, so the splits match theirs. The 400 source digits ship
 with the package (``rotated_mnist_digits.npz``, uint8), so that no download is needed; :func:`select_source_digits`
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
-from scipy import ndimage
+import torch
+from torch.utils.data import Dataset
 
 ANGLES_DEG = np.linspace(0.0, 360.0, 17)[:-1]
 TEST_ANGLE_DEG = 157.5
@@ -72,14 +73,29 @@ def pca_components(images: np.ndarray, k: int = NUM_PCA) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class ImageSplit:
-    """Images ``(n, 28, 28)`` float64 and auxiliary rows ``(n, 10)``: ``[instance_id, angle_rad, pca_1..pca_8]``."""
+class ImageSplit(Dataset):
+    """Images ``(n, 28, 28)`` float64 and auxiliary rows ``(n, 10)``: ``[instance_id, angle_rad, pca_1..pca_8]``.
+
+    A :class:`torch.utils.data.Dataset` of ``(aux, image)`` pairs (float64 auxiliary row for the GP, float32 image
+    for the networks); an index may be a list or tensor of rows, which gives a whole batch at once (use a
+    :class:`~torch.utils.data.BatchSampler` as ``sampler`` with ``batch_size=None``).
+    """
 
     images: np.ndarray
     aux: np.ndarray
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def __getitem__(self, index) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.as_tensor(self.aux[index]), torch.as_tensor(self.images[index], dtype=torch.float32)
+
+    def tensors(self, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """All auxiliary rows (float64) and images (float32) as tensors."""
+        return (
+            torch.tensor(self.aux, device=device),
+            torch.tensor(self.images, dtype=torch.float32, device=device),
+        )
 
 
 class RotatedMNIST:
@@ -93,6 +109,10 @@ class RotatedMNIST:
         if digits.shape != (NUM_INSTANCES, 28, 28):
             raise ValueError(f"expected digits of shape {(NUM_INSTANCES, 28, 28)}, got {digits.shape}")
         self.draws = benchmark_draws()
+        try:
+            from scipy import ndimage
+        except ImportError as error:  # scipy is an optional dependency of the library
+            raise ImportError("rotated MNIST needs scipy (scipy.ndimage.rotate): pip install scipy") from error
         unrotated = digits.astype(np.float64) / 255.0
         self.pca = pca_components(unrotated)
         # (400, 16, 28, 28): scipy's defaults (order 3, mode 'constant'), reshape=False, no clipping
@@ -146,7 +166,7 @@ def load_rotated_mnist(data_dir: str | None = None) -> RotatedMNIST:
 
 @dataclass(frozen=True)
 class FactorizedSplits:
-    """The FGP-VAE protocol's splits (``shared/protocols/fgp_vae.md``)."""
+    """The FGP-VAE protocol's splits (``docs/protocols/fgp_vae.md``)."""
 
     train: ImageSplit  # ids 0..359, 11 random of the 15 training angles each, id-major (3960)
     test: ImageSplit  # ids 0..269 at 157.5 degrees (270)

@@ -1,33 +1,36 @@
-"""Latent GP models, latent priors, the Pyro GP-VAE and the baselines."""
+"""The GP-VAE model. (Version 0.1 kept every class here; those names still resolve, with a DeprecationWarning
+naming their new home.)"""
 
-from ..objectives import GECO
-from .conv_networks import ConvDecoder, ConvEncoder
-from .deep_svigp import DeepSVIGP, SVIGPLatentGP
-from .exact_latent_gp import ExactLatentGP
-from .factorized_latent_prior import FactorizedLatentPrior
+import importlib
+import warnings
+
 from .gp_vae import GPVAE
-from .gppvae import GPPVAE, fit_gppvae
-from .latent_priors import ExactLatentPrior, IndependentLatentPrior, SparseLatentPrior
-from .low_rank_gp import LowRankViewObjectGP
-from .networks import MLPDecoder, MLPEncoder
-from .sparse_latent_gp import SparseLatentGP
 
-__all__ = [
-    "ConvDecoder",
-    "ConvEncoder",
-    "DeepSVIGP",
-    "ExactLatentGP",
-    "ExactLatentPrior",
-    "FactorizedLatentPrior",
-    "GECO",
-    "GPPVAE",
-    "GPVAE",
-    "IndependentLatentPrior",
-    "LowRankViewObjectGP",
-    "MLPDecoder",
-    "MLPEncoder",
-    "SVIGPLatentGP",
-    "SparseLatentGP",
-    "SparseLatentPrior",
-    "fit_gppvae",
-]
+__all__ = ["GPVAE"]
+
+_MOVED = {
+    "ConvDecoder": "gpytorch_vae.nn",
+    "ConvEncoder": "gpytorch_vae.nn",
+    "MLPDecoder": "gpytorch_vae.nn",
+    "MLPEncoder": "gpytorch_vae.nn",
+    "DeepSVIGP": "gpytorch_vae.baselines",
+    "SVIGPLatentGP": "gpytorch_vae.baselines",
+    "GPPVAE": "gpytorch_vae.baselines",
+    "fit_gppvae": "gpytorch_vae.baselines",
+    "LowRankViewObjectGP": "gpytorch_vae.baselines",
+    "ExactLatentGP": "gpytorch_vae.gps",
+    "SparseLatentGP": "gpytorch_vae.gps",
+    "ExactLatentPrior": "gpytorch_vae.priors",
+    "FactorizedLatentPrior": "gpytorch_vae.priors",
+    "IndependentLatentPrior": "gpytorch_vae.priors",
+    "SparseLatentPrior": "gpytorch_vae.priors",
+    "GECO": "gpytorch_vae.objectives",
+}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        module = _MOVED[name]
+        warnings.warn(f"gpytorch_vae.models.{name} moved to {module}.{name}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(module), name)
+    raise AttributeError(f"module 'gpytorch_vae.models' has no attribute {name!r}")

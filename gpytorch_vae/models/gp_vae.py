@@ -1,4 +1,4 @@
-"""The GP-VAE as a Pyro model/guide pair."""
+"""The GP-VAE as a Pyro model/guide pair, with a direct path to the same ELBO."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from typing import Callable, Iterable
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro import poutine
 from pyro.nn import PyroModule
 from torch import Tensor
-from torch.distributions import kl_divergence
+
+from ..priors.base import LatentPosterior, LatentPrior
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
-def _register(name: str, module: torch.nn.Module) -> None:
+def register_module(name: str, module: torch.nn.Module) -> None:
     """:func:`pyro.module`; parameters with ``requires_grad=False`` (e.g. a fixed kernel lengthscale) stay out of
     the param store and fixed, without Pyro's warning at every step."""
     with warnings.catch_warnings():
@@ -34,18 +34,22 @@ class GPVAE(PyroModule):
     ``latent_prior`` samples :math:`\mathbf z` from the prior, the decoder gives the likelihood of
     :math:`\mathbf y`. With :class:`~pyro.infer.TraceMeanField_ELBO` the SVI loss is minus
     :math:`\sum_{i\in b}\mathbb E_q[\log p(\mathbf y_i\mid\mathbf z_i)] - \mathrm{KL}`, which equals Eq. 10 of the
-    SVGP-VAE paper in expectation (:class:`SparseLatentPrior`) and Eq. 2 exactly (:class:`ExactLatentPrior`).
-    The derivation is in ``docs/objective.md``.
+    SVGP-VAE paper in expectation (:class:`~gpytorch_vae.priors.SparseLatentPrior`) and Eq. 2 exactly
+    (:class:`~gpytorch_vae.priors.ExactLatentPrior`); the derivation is in ``docs/objective.md``.
+    :meth:`elbo_terms` computes the same ELBO without Pyro's tracing (the same random draws, the analytic KL).
+
+    **Dtypes.** The networks run in their own dtype (e.g. float32); the GP parts in ``gp_dtype`` (e.g. float64).
+    The boundary is here and nowhere else: :meth:`latent_dataset` casts the encoder's outputs to ``gp_dtype``, and
+    :meth:`decode` casts latent codes to the decoder's dtype.
 
     :param encoder: module mapping ``y`` ``(*batch, b, *obs)`` to ``(mean, log_var)``, each ``(*batch, b, L)``.
     :param decoder: module mapping ``z`` ``(*batch, b, L)`` to the likelihood's parameter ``(*batch, b, *obs)``:
         logits (Bernoulli) or means (Gaussian).
-    :param latent_prior: :class:`~gpytorch_vae.models.SparseLatentPrior`, :class:`~gpytorch_vae.models.ExactLatentPrior`
-        or :class:`~gpytorch_vae.models.IndependentLatentPrior`.
+    :param latent_prior: a :class:`~gpytorch_vae.priors.LatentPrior`.
     :param latent_dim: :math:`L`.
     :param likelihood: ``"bernoulli"`` or ``"gaussian"``.
     :param observation_scale: :math:`\sigma_y` of the Gaussian likelihood.
-    :param observation_dims: number of trailing dimensions of one observation (1 for vectors, 3 for images).
+    :param observation_dims: number of trailing dimensions of one observation (1 for vectors, 2 or 3 for images).
     :param min_variance, max_variance: clipping range of the encoder variances (they act as GP noise).
     :param gp_dtype: dtype of the GP computations (e.g. ``torch.float64``); default: the encoder's.
     :param condition: for conditional networks (CVAE): maps the auxiliary data ``x`` ``(*batch, b, D)`` to features
@@ -56,7 +60,7 @@ class GPVAE(PyroModule):
         self,
         encoder: torch.nn.Module,
         decoder: torch.nn.Module,
-        latent_prior: torch.nn.Module,
+        latent_prior: LatentPrior,
         latent_dim: int,
         likelihood: str = "bernoulli",
         observation_scale: float = 1.0,
@@ -70,7 +74,9 @@ class GPVAE(PyroModule):
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         if not 0 < min_variance < max_variance:
-            raise ValueError("need 0 < min_variance < max_variance")
+            raise ValueError(f"need 0 < min_variance < max_variance, got {min_variance} and {max_variance}")
+        if int(latent_dim) < 1 or int(observation_dims) < 1:
+            raise ValueError(f"latent_dim and observation_dims must be positive, got {latent_dim}, {observation_dims}")
         self.encoder = encoder
         self.decoder = decoder
         self.latent_prior = latent_prior
@@ -81,20 +87,30 @@ class GPVAE(PyroModule):
         self.min_variance = float(min_variance)
         self.max_variance = float(max_variance)
         self.gp_dtype = gp_dtype
-        self.condition = condition
+        self.condition_features = condition
 
     def _network_args(self, x: Tensor | None) -> tuple:
-        if self.condition is None:
+        if self.condition_features is None:
             return ()
         if x is None:
             raise ValueError("conditional networks need the auxiliary data x")
-        return (self.condition(x),)
+        return (self.condition_features(x),)
+
+    def _check_observations(self, y: Tensor) -> None:
+        if y.dim() < self.observation_dims + 1:
+            raise ValueError(
+                f"y must have shape (*batch, b, *obs) with {self.observation_dims} observation dims, got "
+                f"{tuple(y.shape)}"
+            )
 
     # ------------------------------------------------------------------ building blocks
     def latent_dataset(self, y: Tensor, x: Tensor | None = None) -> tuple[Tensor, Tensor]:
         r"""Encoder means :math:`\tilde{\mathbf y}` and clipped variances :math:`\tilde{\boldsymbol\sigma}^2`,
         each ``(*batch, L, b)`` in the GP dtype (``x`` is used by conditional networks only)."""
+        self._check_observations(y)
         mean, log_var = self.encoder(y, *self._network_args(x))
+        if mean.size(-1) != self.latent_dim:
+            raise ValueError(f"the encoder gave {mean.size(-1)} latent channels, latent_dim is {self.latent_dim}")
         # clip in log space: exp() of a large log-variance overflows, and clamp's zero gradient times inf is NaN
         var = log_var.clamp(math.log(self.min_variance), math.log(self.max_variance)).exp()
         dtype = self.gp_dtype or mean.dtype
@@ -109,14 +125,11 @@ class GPVAE(PyroModule):
         return tuple(torch.cat(p, dim=-1) for p in zip(*parts))
 
     def decode(self, z: Tensor, dtype: torch.dtype | None = None, x: Tensor | None = None) -> Tensor:
-        """Decoder output for latent codes ``z`` ``(*batch, L, b)``: logits or means ``(*batch, b, *obs)``."""
-        z = z.mT
-        return self.decoder(z if dtype is None else z.to(dtype), *self._network_args(x))
-
-    def observation_distribution(self, z: Tensor, y: Tensor, x: Tensor | None = None) -> dist.TorchDistribution:
-        """:math:`p(\\mathbf y\\mid\\mathbf z)` for the whole batch ``y``, one event (leading sample dims of ``z``
-        stay batch dims)."""
-        return self.likelihood_from_output(self.decode(z, y.dtype, x), y.dim())
+        """Decoder output for latent codes ``z`` ``(*batch, L, b)``: logits or means ``(*batch, b, *obs)``. ``z`` is
+        cast to ``dtype`` (default: that of the decoder's first parameter)."""
+        if dtype is None:
+            dtype = next(self.decoder.parameters(), z).dtype
+        return self.decoder(z.mT.to(dtype), *self._network_args(x))
 
     def likelihood_from_output(self, out: Tensor, event_dims: int) -> dist.TorchDistribution:
         """The likelihood given the decoder output (logits or means), an event over the trailing ``event_dims``."""
@@ -126,6 +139,11 @@ class GPVAE(PyroModule):
             base = dist.Normal(out, self.observation_scale)
         return base.to_event(event_dims)
 
+    def observation_distribution(self, z: Tensor, y: Tensor, x: Tensor | None = None) -> dist.TorchDistribution:
+        """:math:`p(\\mathbf y\\mid\\mathbf z)` for the whole batch ``y``, one event (leading sample dims of ``z``
+        stay batch dims)."""
+        return self.likelihood_from_output(self.decode(z, y.dtype, x), y.dim())
+
     def _latent_shape(self, y: Tensor) -> torch.Size:
         data_shape = y.shape[: y.dim() - self.observation_dims]  # (*batch, b)
         return torch.Size([*data_shape[:-1], self.latent_dim, data_shape[-1]])
@@ -133,60 +151,63 @@ class GPVAE(PyroModule):
     # ------------------------------------------------------------------ Pyro model and guide
     def model(self, x: Tensor, y: Tensor, num_data: int | None = None) -> Tensor:
         r"""``z ~ prior`` (sites of the latent prior), ``y ~ p(y | z)`` (site ``y``, observed)."""
-        _register("decoder", self.decoder)
-        _register("latent_prior", self.latent_prior)
+        register_module("decoder", self.decoder)
+        register_module("latent_prior", self.latent_prior)
         z = self.latent_prior.model(x, self._latent_shape(y), num_data)
         return pyro.sample("y", self.observation_distribution(z, y, x), obs=y)
 
     def guide(self, x: Tensor, y: Tensor, num_data: int | None = None) -> Tensor:
-        r"""``z ~ q(z | x, y)``: encoder -> latent dataset -> latent-GP posterior."""
-        _register("encoder", self.encoder)
-        _register("latent_prior", self.latent_prior)
+        r"""``z ~ q(z | x, y)``: encoder -> latent dataset -> latent prior's posterior."""
+        register_module("encoder", self.encoder)
+        register_module("latent_prior", self.latent_prior)
         mean, var = self.latent_dataset(y, x)
         return self.latent_prior.guide(x, mean, var, num_data)
 
-    # ------------------------------------------------------------------ terms for logging and custom objectives
+    # ------------------------------------------------------------------ the ELBO without Pyro's tracing
     def elbo_terms(self, x: Tensor, y: Tensor, num_data: int | None = None) -> dict[str, Tensor]:
-        r"""The objective's parts for one batch, with the decomposition that :class:`~pyro.infer.TraceMeanField_ELBO`
-        uses (guide traced, model replayed on it):
+        r"""The objective's parts for one batch, computed directly: encoder, latent dataset, the prior's posterior
+        (:meth:`~gpytorch_vae.priors.LatentPrior.condition`), one reparameterised sample drawn exactly as the guide
+        draws it, decoder. The SVI loss of :class:`~pyro.infer.TraceMeanField_ELBO` on :meth:`model` /
+        :meth:`guide` equals ``-elbo`` at the same random state (tested to float tolerance).
 
         * ``reconstruction``: :math:`\log p(\mathbf y\mid\mathbf z)` at one posterior sample, an unbiased estimate
           of :math:`\sum_i\mathbb E_q[\log p(\mathbf y_i\mid\mathbf z_i)]`;
-        * ``kl``: :math:`\sum_{\text{sites}} \text{scale}\cdot\mathrm{KL}(q\,\|\,p)`, analytic (for the sparse prior
-          :math:`\frac bN\sum_l\mathrm{KL}(q_S^l(\mathbf u)\,\|\,p^l(\mathbf u))`, the ``z`` site contributing 0);
+        * ``kl``: the analytic KL part (for the sparse prior :math:`\frac bN\sum_l\mathrm{KL}(q_S^l(\mathbf u)\,\|\,
+          p^l(\mathbf u))`);
         * ``elbo`` = reconstruction - kl (its expectation is Eq. 10 / Eq. 2), ``z`` (the sample) and ``decoded`` (the
           likelihood's mean, e.g. for a GECO reconstruction constraint).
         """
-        guide_trace = poutine.trace(self.guide).get_trace(x, y, num_data)
-        model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(x, y, num_data)
-        likelihood = model_trace.nodes["y"]["fn"]
+        mean, var = self.latent_dataset(y, x)
+        posterior = self.latent_prior.condition(x, mean, var, num_data)
+        z = posterior.rsample()
+        likelihood = self.observation_distribution(z, y, x)
         reconstruction = likelihood.log_prob(y)
-        kl = torch.zeros((), dtype=reconstruction.dtype, device=reconstruction.device)
-        for name, site in guide_trace.iter_stochastic_nodes():
-            divergence = kl_divergence(site["fn"], model_trace.nodes[name]["fn"])
-            kl = kl + site["scale"] * divergence.sum().to(kl.dtype)
+        kl = posterior.kl_divergence()
         return {
             "reconstruction": reconstruction,
             "kl": kl,
-            "elbo": reconstruction - kl,
-            "z": guide_trace.nodes["_RETURN"]["value"],
+            "elbo": reconstruction - kl.to(reconstruction),
+            "z": z,
             "decoded": likelihood.mean,
         }
 
     # ------------------------------------------------------------------ inference at test time
     @torch.no_grad()
+    def condition(self, batches: Iterable[tuple[Tensor, Tensor]]) -> LatentPosterior:
+        r"""The latent posterior given context data, ``(x, y)`` batches (e.g. all training data at test time,
+        :math:`b = N`): each batch is encoded, then the latent prior conditions on all of them
+        (:meth:`~gpytorch_vae.priors.LatentPrior.condition_on_batches`; the sparse prior streams, in
+        :math:`O(m^2)` memory). ``posterior.predict(x_new)`` gives the latent marginals at new inputs, which
+        :meth:`decode` turns into observations."""
+        return self.latent_prior.condition_on_batches((x, *self.latent_dataset(y, x)) for x, y in batches)
+
+    @torch.no_grad()
     def posterior_latent_mean(self, x: Tensor, y: Tensor) -> Tensor:
         """Posterior mean of the latent codes of a whole data set ``(x, y)`` in one batch, ``(*batch, b, L)``."""
         mean, var = self.latent_dataset(y, x)
-        return self.latent_prior.posterior_mean(x, mean, var).mT
+        return self.latent_prior.condition(x, mean, var).mean.mT
 
-    @torch.no_grad()
-    def condition_on_data(self, batches: Iterable[tuple[Tensor, Tensor]]):
-        r"""Streaming conditioning of a sparse latent GP on every ``(x, y)`` batch (test time, :math:`b = N`), in
-        :math:`O(m^2)` memory; afterwards ``self.latent_prior.gp(x_new)`` predicts at new inputs (call ``eval()``).
-        Returns the accumulated :class:`~gpytorch_vae.variational.WhitenedLatentStatistics`."""
-        strategy = getattr(self.latent_prior, "strategy", None)
-        if strategy is None:
-            raise TypeError("streaming conditioning needs a SparseLatentPrior")
-        prior = self.latent_prior
-        return strategy.condition_on_batches((prior.gp_inputs(x), *self.latent_dataset(y, x)) for x, y in batches)
+    def condition_on_data(self, batches: Iterable[tuple[Tensor, Tensor]]) -> LatentPosterior:
+        """Deprecated alias of :meth:`condition` (which returns the posterior; nothing is stored)."""
+        warnings.warn("GPVAE.condition_on_data is deprecated: use GPVAE.condition", DeprecationWarning, stacklevel=2)
+        return self.condition(batches)

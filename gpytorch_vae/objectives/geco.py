@@ -72,6 +72,7 @@ class GECO(torch.nn.Module):
         self.register_buffer("log_lagrange_multiplier", torch.tensor(math.log(lambda_init), dtype=torch.float64))
         self.register_buffer("constraint_ma", torch.tensor(0.0, dtype=torch.float64))
         self.register_buffer("initialized", torch.tensor(False))
+        self._pending_ma: Tensor | None = None
 
     @property
     def lagrange_multiplier(self) -> Tensor:
@@ -91,15 +92,15 @@ class GECO(torch.nn.Module):
         return per_example.mean() - self.kappa2
 
     def loss(self, kl: Tensor, constraint: Tensor) -> Tensor:
-        r""":math:`\mathcal L / s` for one batch (float64 where ``kl`` is); updates the moving average of the
-        constraint. Multiply the loss back by ``2 ** loss_exponent`` for its unscaled value."""
+        r""":math:`\mathcal L / s` for one batch (float64 where ``kl`` is). The moving average that includes this
+        batch is used for the value and committed by :meth:`update` (so a step that is skipped, e.g. for a
+        non-finite loss, leaves GECO's state as it was). Multiply the loss by ``2 ** loss_exponent`` for its
+        unscaled value."""
         value = constraint.detach().to(self.constraint_ma)
         if bool(self.initialized):
-            self.constraint_ma.mul_(self.alpha).add_((1.0 - self.alpha) * value)
-        else:
-            self.constraint_ma.copy_(value)
-            self.initialized.fill_(True)
-        smoothed = constraint + (self.constraint_ma.to(constraint) - constraint).detach()
+            value = self.alpha * self.constraint_ma + (1.0 - self.alpha) * value
+        self._pending_ma = value
+        smoothed = constraint + (value.to(constraint) - constraint).detach()
         exponent = self.loss_exponent
         # lambda / s and 1 / s in float64 from log lambda: neither lambda nor lambda * C is ever formed
         weight = (self.log_lagrange_multiplier - exponent * _LN2).exp()
@@ -108,6 +109,12 @@ class GECO(torch.nn.Module):
 
     @torch.no_grad()
     def update(self) -> None:
-        r""":math:`\lambda \leftarrow \lambda\exp(C_{ma})` (within the bounds); call after each optimiser step."""
+        r"""Commit the moving average of the last :meth:`loss` and set :math:`\lambda \leftarrow \lambda\exp(C_{ma})`
+        (within the bounds); call after each optimiser step."""
+        if self._pending_ma is None:
+            raise RuntimeError("GECO.update() needs a preceding GECO.loss(...) of the same step")
+        self.constraint_ma.copy_(self._pending_ma)
+        self.initialized.fill_(True)
+        self._pending_ma = None
         log_lambda = self.log_lagrange_multiplier + self.constraint_ma
         self.log_lagrange_multiplier.copy_(log_lambda.clamp(self.log_lambda_min, self.log_lambda_max))

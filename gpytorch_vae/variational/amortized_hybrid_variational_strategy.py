@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-from typing import Iterable
+from typing import Iterable, Union
 
 from gpytorch.distributions import MultivariateNormal
 from gpytorch.module import Module
@@ -12,15 +11,13 @@ from linear_operator.operators import RootLinearOperator
 from pyro.distributions import MultivariateNormal as PyroMultivariateNormal
 from torch import Tensor
 
+from .amortized_hybrid_posterior import AmortizedHybridPosterior
 from .amortized_variational_distribution import AmortizedVariationalDistribution
-from .latent_data import LatentBatch, validate_latent_data
-from .latent_statistics import (
-    WhitenedLatentStatistics,
-    whitened_kl_divergence,
-    whitened_prior,
-    whitened_titsias_posterior,
-)
+from .latent_data import LatentBatch, check_channels, validate_latent_data
+from .latent_statistics import WhitenedLatentStatistics, whitened_titsias_posterior
 from .prior_terms import WhitenedPriorTerms
+
+Conditioning = Union[LatentBatch, WhitenedLatentStatistics]
 
 
 class AmortizedHybridVariationalStrategy(_VariationalStrategy):
@@ -35,11 +32,21 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         \boldsymbol\mu_b = c\,\mathbf K_{mm}\boldsymbol\Sigma_b^{-1}\mathbf K_{mb}\mathbf D_b\tilde{\mathbf y}_b,\quad
         \mathbf A_b = \mathbf K_{mm}\boldsymbol\Sigma_b^{-1}\mathbf K_{mm},
 
-    :math:`\mathbf D_b = \mathrm{diag}(\tilde{\boldsymbol\sigma}_b^{-2})`. Everything is computed in whitened form
-    (see :func:`~gpytorch_vae.variational.latent_statistics.whitened_titsias_posterior`), anew at every call:
-    nothing about :math:`q(\mathbf u)` is cached, in train or eval mode. Calling the model gives
-    :math:`q_S(\mathbf f(\mathbf X_r))` of Eq. 3, :meth:`kl_divergence` gives
-    :math:`\mathrm{KL}(q_S(\mathbf u)\,\|\,p(\mathbf u))` and :meth:`hensman_bound` the minibatch estimate of Eq. 7.
+    :math:`\mathbf D_b = \mathrm{diag}(\tilde{\boldsymbol\sigma}_b^{-2})`, computed in whitened form (see
+    :func:`~gpytorch_vae.variational.latent_statistics.whitened_titsias_posterior`).
+
+    **Stateless core.** :meth:`condition` (a latent batch) and :meth:`condition_on_statistics` (statistics
+    accumulated by :meth:`latent_statistics` / :meth:`accumulate_statistics`, e.g. over a whole data set at test
+    time) return an :class:`~gpytorch_vae.variational.AmortizedHybridPosterior` that predicts, gives :math:`q(\mathbf
+    u)`, the KL and the bound. They read nothing but the model's parameters and their arguments.
+
+    **Convenience layer (GPyTorch style).** :meth:`set_latent_data` (or :meth:`condition_on_batches`) stores the
+    latent data; then :attr:`variational_distribution`, calling the model (:math:`q_S(\mathbf f(\mathbf X_r))` of
+    Eq. 3), :meth:`kl_divergence` and :meth:`hensman_bound` use a posterior made anew from it at every access.
+    GPyTorch's strategies cache :math:`q(\mathbf u)` and the prior in eval mode; here :math:`q(\mathbf u)` is a
+    function of data that changes at every batch, so nothing is cached, in train or eval mode (a stale amortized
+    posterior would be silently wrong). A training step that needs several of these quantities should call
+    :meth:`condition` once and use its result.
 
     Shapes: with GP batch shape ``(*batch)`` (e.g. ``[L]`` latent channels from the kernel, or ``[B, L]`` for ``B``
     independent datasets) the latent targets and noise are ``(*batch, b)`` and ``x`` is ``(..., b, D)``,
@@ -62,109 +69,140 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         distribution = AmortizedVariationalDistribution(self, inducing_points.size(-2))
         super().__init__(model, inducing_points, distribution, learn_inducing_locations, jitter_val=jitter_val)
         self.variational_params_initialized.fill_(1)
-        self._latent_batch: LatentBatch | None = None
-        self._latent_statistics: tuple[WhitenedLatentStatistics, float] | None = None
+        self._conditioning: Conditioning | None = None
+        self._statistics_num_data: int | None = None
 
-    # ------------------------------------------------------------------ latent data
-    def set_latent_data(self, x: Tensor, y: Tensor, noise: Tensor, num_data: int | None = None) -> None:
-        r"""Condition on a minibatch of the latent dataset (Eq. 9 with :math:`c = N/b`).
+    # ------------------------------------------------------------------ stateless core
+    def prior_terms(self, x: Tensor, **kwargs) -> WhitenedPriorTerms:
+        r"""The whitened prior terms of :math:`\mathbf U` and the GP inputs ``x``: one evaluation of the model's prior
+        on :math:`[\mathbf U; \mathbf X]`, one Cholesky factorisation of :math:`\mathbf K_{mm}`."""
+        return WhitenedPriorTerms.compute(self.model, x, self.inducing_points, self.jitter_val, **kwargs)
 
-        :param x: auxiliary inputs :math:`\mathbf X_b`, ``(..., b, D)``.
+    def _cast(self, *tensors: Tensor) -> tuple[Tensor, ...]:
+        like = self.inducing_points
+        return tuple(t.to(like) for t in tensors)  # no copy when dtype and device already match
+
+    def condition(
+        self, x: Tensor, y: Tensor, noise: Tensor, num_data: int | None = None, observed: Tensor | None = None
+    ) -> AmortizedHybridPosterior:
+        r"""The posterior given a minibatch of the latent dataset (Eq. 9 with :math:`c = N/b`).
+
+        :param x: GP inputs :math:`\mathbf X_b`, ``(..., b, D)``.
         :param y: encoder means :math:`\tilde{\mathbf y}_b`, ``(*batch, b)``.
         :param noise: encoder variances :math:`\tilde{\boldsymbol\sigma}^2_b`, ``(*batch, b)``, positive.
         :param num_data: :math:`N`, the size of the whole dataset (default :math:`b`).
+        :param observed: optional boolean mask broadcastable to ``y``: points where it is false carry no data (zero
+            precision), e.g. the padding of data sets of unequal sizes batched together.
         """
-        self._latent_batch = LatentBatch.create(x, y, noise, num_data, like=self.inducing_points)
-        self._latent_statistics = None
+        batch = LatentBatch.create(*self._cast(x, y, noise), num_data, self.inducing_points.size(-1), observed)
+        terms = self.prior_terms(batch.x)
+        check_channels(batch.y, terms.chol.shape[:-2])
+        stats = WhitenedLatentStatistics.from_interpolation(terms.interp, batch.y - terms.data_mean, batch.noise)
+        q_v = whitened_titsias_posterior(stats, batch.scale)
+        return AmortizedHybridPosterior(q_v, terms, self.prior_terms, latent_batch=batch, scale=batch.scale)
 
     def latent_statistics(self, x: Tensor, y: Tensor, noise: Tensor) -> WhitenedLatentStatistics:
         """Whitened sufficient statistics of one batch of latent data under the current hyperparameters."""
-        validate_latent_data(x, y, noise)
-        like = self.inducing_points
-        terms = self._prior_terms(x.to(like))
-        return WhitenedLatentStatistics.from_interpolation(terms.interp, y.to(like) - terms.data_mean, noise.to(like))
+        x, y, noise = self._cast(x, y, noise)
+        validate_latent_data(x, y, noise, input_dim=self.inducing_points.size(-1))
+        terms = self.prior_terms(x)
+        check_channels(y, terms.chol.shape[:-2])
+        return WhitenedLatentStatistics.from_interpolation(terms.interp, y - terms.data_mean, noise)
 
-    def set_latent_statistics(self, stats: WhitenedLatentStatistics, num_data: int | None = None) -> None:
-        r"""Condition on precomputed statistics (:math:`c = N/n`, default 1: all data seen)."""
-        num_data = stats.num_points if num_data is None else int(num_data)
-        self._latent_statistics = (stats, num_data / stats.num_points)
-        self._latent_batch = None
-
-    def condition_on_batches(self, batches: Iterable[tuple[Tensor, Tensor, Tensor]]) -> WhitenedLatentStatistics:
-        r"""Streaming conditioning: accumulate the statistics of ``(x, y, noise)`` batches (e.g. from a
-        :class:`~torch.utils.data.DataLoader` through the encoder) in :math:`O(m^2)` memory and condition on all of
-        them at once, which gives the same :math:`q(\mathbf u)` as one batch of all the data with :math:`b = N`.
-        Run it under :func:`torch.no_grad` at test time. Returns the accumulated statistics."""
+    def accumulate_statistics(self, batches: Iterable[tuple[Tensor, Tensor, Tensor]]) -> WhitenedLatentStatistics:
+        r"""The summed statistics of ``(x, y, noise)`` batches (e.g. a :class:`~torch.utils.data.DataLoader` through
+        the encoder), in :math:`O(m^2)` memory. Run it under :func:`torch.no_grad` at test time."""
         total = None
         for x, y, noise in batches:
             stats = self.latent_statistics(x, y, noise)
             total = stats if total is None else total + stats
         if total is None:
-            raise ValueError("condition_on_batches received no batches")
+            raise ValueError("no batches to accumulate: the iterable of (x, y, noise) batches was empty")
+        return total
+
+    def condition_on_statistics(
+        self, statistics: WhitenedLatentStatistics, num_data: int | None = None
+    ) -> AmortizedHybridPosterior:
+        r"""The posterior given accumulated statistics (:math:`c = N/n`; default 1, all data seen: the same
+        :math:`q(\mathbf u)` as one batch of all the data with :math:`b = N`)."""
+        num_data = statistics.num_points if num_data is None else int(num_data)
+        if num_data < statistics.num_points:
+            raise ValueError(f"num_data ({num_data}) must be at least the {statistics.num_points} points summarised")
+        scale = num_data / statistics.num_points
+        terms = self.prior_terms(self.inducing_points[..., :0, :])
+        q_v = whitened_titsias_posterior(statistics, scale)
+        return AmortizedHybridPosterior(q_v, terms, self.prior_terms, statistics=statistics, scale=scale)
+
+    # ------------------------------------------------------------------ convenience layer: stored latent data
+    def set_latent_data(self, x: Tensor, y: Tensor, noise: Tensor, num_data: int | None = None) -> None:
+        r"""Store a minibatch of the latent dataset; :attr:`variational_distribution`, the model's predictions,
+        :meth:`kl_divergence` and :meth:`hensman_bound` then condition on it (Eq. 9 with :math:`c = N/b`).
+        Arguments as for :meth:`condition` (checked here)."""
+        self._conditioning = LatentBatch.create(*self._cast(x, y, noise), num_data, self.inducing_points.size(-1))
+
+    def set_latent_statistics(self, stats: WhitenedLatentStatistics, num_data: int | None = None) -> None:
+        r"""Store accumulated statistics to condition on (:math:`c = N/n`, default 1: all data seen)."""
+        num_data = stats.num_points if num_data is None else int(num_data)
+        self._conditioning, self._statistics_num_data = stats, num_data
+
+    def condition_on_batches(self, batches: Iterable[tuple[Tensor, Tensor, Tensor]]) -> WhitenedLatentStatistics:
+        r"""Streaming conditioning: :meth:`accumulate_statistics` of ``(x, y, noise)`` batches, stored as with
+        :meth:`set_latent_statistics` (the same :math:`q(\mathbf u)` as one batch of all the data with
+        :math:`b = N`). Returns the statistics."""
+        total = self.accumulate_statistics(batches)
         self.set_latent_statistics(total)
         return total
 
     def clear_latent_data(self) -> None:
-        self._latent_batch = None
-        self._latent_statistics = None
+        self._conditioning = None
 
-    # ------------------------------------------------------------------ distributions
-    def _prior_terms(self, x: Tensor, **kwargs) -> WhitenedPriorTerms:
-        return WhitenedPriorTerms.compute(self.model, x, self.inducing_points, self.jitter_val, **kwargs)
-
-    def _whitened_posterior(self) -> tuple[PyroMultivariateNormal, WhitenedPriorTerms | None]:
-        """The whitened :math:`q(\\mathbf v)` and, when conditioned on a batch, the prior terms at its inputs."""
-        if self._latent_statistics is not None:
-            stats, scale = self._latent_statistics
-            return whitened_titsias_posterior(stats, scale), None
-        batch = self._latent_batch
-        if batch is None:
+    def current_posterior(self) -> AmortizedHybridPosterior:
+        """The posterior of the stored latent data or statistics, computed anew (no cache)."""
+        conditioning = self._conditioning
+        if conditioning is None:
             raise RuntimeError(
                 "AmortizedHybridVariationalStrategy has no latent data: call set_latent_data(x, y, noise, num_data) "
-                "or condition_on_batches(...) first"
+                "or condition_on_batches(...) first, or use condition(...) to get a posterior object"
             )
-        terms = self._prior_terms(batch.x)
-        stats = WhitenedLatentStatistics.from_interpolation(terms.interp, batch.y - terms.data_mean, batch.noise)
-        return whitened_titsias_posterior(stats, batch.scale), terms
+        if isinstance(conditioning, LatentBatch):
+            return self.condition(conditioning.x, conditioning.y, conditioning.noise, conditioning.num_data)
+        return self.condition_on_statistics(conditioning, self._statistics_num_data)
 
     @property
     def whitened_variational_distribution(self) -> PyroMultivariateNormal:
         r""":math:`q(\mathbf v) = \mathcal N(\mathbf m_w, \mathbf B^{-1})`, :math:`\mathbf v = \mathbf L^{-1}(\mathbf u
-        - \mathbf m_U)`, as a Pyro distribution."""
-        return self._whitened_posterior()[0]
+        - \mathbf m_U)`, of the stored latent data, as a Pyro distribution."""
+        return self.current_posterior().whitened_posterior
 
     @property
     def whitened_prior_distribution(self) -> PyroMultivariateNormal:
-        r""":math:`p(\mathbf v) = \mathcal N(\mathbf 0, \mathbf I)` with the GP batch shape."""
-        if self._latent_statistics is not None:
-            batch_shape = self._latent_statistics[0].projected_targets.shape[:-1]
-        elif self._latent_batch is not None:
-            batch_shape = self._latent_batch.y.shape[:-1]
-        else:
-            raise RuntimeError("AmortizedHybridVariationalStrategy has no latent data: call set_latent_data first")
-        return whitened_prior(batch_shape, self.inducing_points.size(-2), self.inducing_points)
+        r""":math:`p(\mathbf v) = \mathcal N(\mathbf 0, \mathbf I)` with the batch shape of the stored latent data."""
+        return self.current_posterior().whitened_prior
 
     @property
     def prior_distribution(self) -> MultivariateNormal:
         r""":math:`p(\mathbf u) = \mathcal N(m(\mathbf U), \mathbf K_{mm})` (with jitter), recomputed at each call."""
-        terms = self._prior_terms(self.inducing_points[..., :0, :])
+        terms = self.prior_terms(self.inducing_points[..., :0, :])
         return MultivariateNormal(terms.inducing_mean, RootLinearOperator(terms.chol))
 
     @property
     def variational_distribution(self) -> MultivariateNormal:
-        r""":math:`q_S(\mathbf u) = \mathcal N(\boldsymbol\mu_b, \mathbf A_b)` of Eq. 9, unwhitened:
-        :math:`\boldsymbol\mu_b = \mathbf m_U + \mathbf L\mathbf m_w`, :math:`\mathbf A_b = (\mathbf L\mathbf S)
-        (\mathbf L\mathbf S)^\top`."""
-        q_white, terms = self._whitened_posterior()
-        terms = self._prior_terms(self.inducing_points[..., :0, :]) if terms is None else terms
-        mean = terms.inducing_mean + (terms.chol @ q_white.loc.unsqueeze(-1)).squeeze(-1)
-        return MultivariateNormal(mean, RootLinearOperator(terms.chol @ q_white.scale_tril))
+        r""":math:`q_S(\mathbf u) = \mathcal N(\boldsymbol\mu_b, \mathbf A_b)` of Eq. 9 for the stored latent data."""
+        return self.current_posterior().variational_distribution
 
     def kl_divergence(self) -> Tensor:
-        r""":math:`\mathrm{KL}(q_S(\mathbf u)\,\|\,p(\mathbf u))` per GP, shape ``(*batch)``, in whitened form."""
-        return whitened_kl_divergence(self.whitened_variational_distribution)
+        r""":math:`\mathrm{KL}(q_S(\mathbf u)\,\|\,p(\mathbf u))` per GP, shape ``(*batch)``, for the stored data."""
+        return self.current_posterior().kl_divergence()
 
-    # ------------------------------------------------------------------ predictions and bounds
+    def expected_log_likelihood(self) -> Tensor:
+        """:meth:`AmortizedHybridPosterior.expected_log_likelihood` for the stored latent batch."""
+        return self.current_posterior().expected_log_likelihood()
+
+    def hensman_bound(self) -> Tensor:
+        """:meth:`AmortizedHybridPosterior.hensman_bound` (Eq. 7) for the stored latent batch."""
+        return self.current_posterior().hensman_bound()
+
+    # ------------------------------------------------------------------ GPyTorch's call protocol
     def forward(
         self,
         x: Tensor,
@@ -176,43 +214,18 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
     ) -> MultivariateNormal:
         r""":math:`q(\mathbf f_X)` for a whitened :math:`q(\mathbf v) = \mathcal N(` ``inducing_values``,
         :math:`\mathbf S\mathbf S^\top)`, with :math:`\mathbf S` = ``variational_inducing_covar`` (a lower Cholesky
-        root; ``None`` gives the prior conditional :math:`p(\mathbf f_X\mid\mathbf v)`)."""
+        root; ``None`` gives the prior conditional :math:`p(\mathbf f_X\mid\mathbf v)`). In training mode only the
+        marginals are computed (as GPyTorch's strategies do), in eval mode the full covariance."""
         terms = WhitenedPriorTerms.compute(self.model, x, inducing_points, self.jitter_val, **kwargs)
         return terms.predictive(inducing_values, variational_inducing_covar, diag=diag and self.training)
 
     def __call__(self, x: Tensor, prior: bool = False, diag: bool = True, **kwargs) -> MultivariateNormal:
         if prior:
             return self.model.forward(x, **kwargs)
-        q_white = self.whitened_variational_distribution
-        return Module.__call__(self, x, self.inducing_points, q_white.loc, q_white.scale_tril, diag=diag, **kwargs)
+        q_v = self.whitened_variational_distribution
+        return Module.__call__(self, x, self.inducing_points, q_v.loc, q_v.scale_tril, diag=diag, **kwargs)
 
     def conditional(self, x: Tensor, whitened_inducing_values: Tensor, diag: bool = True) -> MultivariateNormal:
         r"""The prior conditional :math:`p(\mathbf f_X \mid \mathbf u)` at whitened inducing values
         :math:`\mathbf v = \mathbf L^{-1}(\mathbf u - \mathbf m_U)` (marginals only when ``diag``)."""
-        return self._prior_terms(x).predictive(whitened_inducing_values, None, diag=diag)
-
-    def expected_log_likelihood(self) -> Tensor:
-        r""":math:`\sum_{i\in b}\mathbb E_{q_S(f_i)}[\log\mathcal N(\tilde y_i\mid f_i, \tilde\sigma_i^2)]` for the
-        current latent batch, per GP: the data term of Eq. 7 on the minibatch."""
-        return self._expected_log_likelihood(*self._batch_posterior())
-
-    def hensman_bound(self) -> Tensor:
-        r"""Minibatch estimate of the Hensman bound (Eq. 7), per GP:
-        :math:`\mathcal L_H \approx \frac{N}{b}\sum_{i\in b}\mathbb E_{q_S}[\log\mathcal N(\tilde y_i\mid f_i,
-        \tilde\sigma_i^2)] - \mathrm{KL}(q_S(\mathbf u)\,\|\,p(\mathbf u))`. With :math:`b = N` it is exact, and
-        with :math:`\mathbf U = \mathbf X` it equals the log marginal likelihood of the latent dataset."""
-        q_white, terms = self._batch_posterior()
-        data_term = self._latent_batch.scale * self._expected_log_likelihood(q_white, terms)
-        return data_term - whitened_kl_divergence(q_white)
-
-    def _batch_posterior(self) -> tuple[PyroMultivariateNormal, WhitenedPriorTerms]:
-        q_white, terms = self._whitened_posterior()
-        if terms is None:
-            raise RuntimeError("the Hensman bound needs a latent batch (set_latent_data), not accumulated statistics")
-        return q_white, terms
-
-    def _expected_log_likelihood(self, q_white: PyroMultivariateNormal, terms: WhitenedPriorTerms) -> Tensor:
-        batch = self._latent_batch
-        mean, variance = terms.marginals(q_white.loc, q_white.scale_tril)
-        sq_err = (batch.y - mean).square() + variance
-        return -0.5 * (math.log(2 * math.pi) + batch.noise.log() + sq_err / batch.noise).sum(-1)
+        return self.prior_terms(x).predictive(whitened_inducing_values, None, diag=diag)

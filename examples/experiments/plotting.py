@@ -7,7 +7,7 @@ from typing import Sequence
 from torch import Tensor
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,12 +22,12 @@ def _save(fig, path: str, title: str = "", dpi: int = 120) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     fig.clf()
-    _pyplot().close(fig)
+    pyplot().close(fig)
 
 
 def plot_paths(true: Tensor, predicted: Tensor, path: str, num: int = 6, title: str = "") -> None:
     """True (blue) vs predicted (orange) 2-D paths ``(B, T, 2)`` of the first ``num`` sequences (SVGP-VAE Fig. 2)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, num, figsize=(2.2 * num, 2.4), squeeze=False)
     for ax, t, p in zip(axes[0], true[:num], predicted[:num]):
         ax.plot(t[:, 0], t[:, 1], color="tab:blue", lw=1.5, label="true")
@@ -42,7 +42,7 @@ def plot_paths(true: Tensor, predicted: Tensor, path: str, num: int = 6, title: 
 def plot_trace(steps: Sequence[int], values, path: str, ylabel: str, reference: float | None = None) -> None:
     """A quantity over training: one line per column of ``values`` (e.g. the lengthscale, Fig. 3, or the
     inducing inputs, Fig. 4), with an optional horizontal reference line."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 3))
     ax.plot(list(steps), values, lw=1)
     if reference is not None:
@@ -54,7 +54,7 @@ def plot_trace(steps: Sequence[int], values, path: str, ylabel: str, reference: 
 
 def plot_image_rows(rows: Sequence[Tensor], labels: Sequence[str], path: str, num: int = 10, title: str = "") -> None:
     """A grid of images, one row per tensor ``(n, H, W)`` (e.g. ground truth vs generations, SVGP-VAE Fig. 5)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(len(rows), num, figsize=(1.0 * num, 1.1 * len(rows)), squeeze=False)
     for r, (images, label) in enumerate(zip(rows, labels)):
         for c in range(num):
@@ -64,3 +64,21 @@ def plot_image_rows(rows: Sequence[Tensor], labels: Sequence[str], path: str, nu
             ax.set_yticks([])
         axes[r][0].set_ylabel(label, fontsize=8)
     _save(fig, path, title, dpi=100)
+
+
+def plot_unseen_rotations(model, data, splits, path: str, generate, num_digits: int = 4) -> None:
+    """FGP-VAE paper Fig. D.1: all 16 rotations of unseen digits generated from their context images, under the
+    truth (``generate(model, context, targets)`` gives the decoded posterior means first)."""
+    import numpy as np
+    import torch
+
+    from gpytorch_vae.data.rotated_mnist import ANGLES_DEG
+
+    ids = splits.unseen_target.aux[:num_digits, 0].astype(int)
+    angles = len(ANGLES_DEG)
+    targets = data.select(np.repeat(ids, angles), np.tile(np.arange(angles), len(ids)))
+    generated = generate(model, splits.unseen_context, targets)[0].reshape(len(ids), angles, 28, 28)
+    truth = torch.tensor(targets.images).reshape(len(ids), angles, 28, 28)
+    rows = [row for pair in zip(truth, generated) for row in pair]
+    labels = [label for i in ids for label in (f"{i} truth", f"{i} generated")]
+    plot_image_rows(rows, labels, path, num=angles, title="unseen digits, all angles")

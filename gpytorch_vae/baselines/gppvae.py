@@ -3,14 +3,30 @@ trick."""
 
 from __future__ import annotations
 
-from typing import Callable
+import warnings
+from typing import Iterable
 
 import torch
+from gpytorch.distributions import MultivariateNormal
 from torch import Tensor
 
-from ..training import _run_epochs
-from .gp_vae import GPVAE
+from ..models.gp_vae import GPVAE
+from ..priors.base import marginal_distribution
+from ..training import guarded_step, run_epochs
 from .low_rank_gp import LowRankViewObjectGP
+
+
+class LowRankGPPosterior:
+    """The exact low-rank GP posterior of the latents given the encoder means of the context data, made by
+    :meth:`GPPVAE.condition`; :meth:`predict` gives the marginals of the noise-free latent function at new inputs,
+    ``(L, r)``."""
+
+    def __init__(self, gp: LowRankViewObjectGP, x: Tensor, mean: Tensor):
+        self.gp, self.x, self.latent_mean = gp, x, mean
+
+    def predict(self, x: Tensor) -> MultivariateNormal:
+        mean, variance = self.gp.predict(self.latent_mean, self.x, x.to(self.latent_mean))
+        return marginal_distribution(mean, variance.expand_as(mean))
 
 
 class GPPVAE(torch.nn.Module):
@@ -42,6 +58,20 @@ class GPPVAE(torch.nn.Module):
     def _gp_like(self, t: Tensor) -> Tensor:
         return t.to(self.gp.angles)
 
+    @torch.no_grad()
+    def condition(self, batches: Iterable[tuple[Tensor, Tensor]]) -> LowRankGPPosterior:
+        """The GP posterior given context data, ``(x, y)`` batches: encoder means of all of them, then the exact
+        low-rank GP."""
+        xs, means = [], []
+        for x, y in batches:
+            xs.append(self._gp_like(x))
+            means.append(self._gp_like(self.vae.latent_dataset(y)[0]))
+        return LowRankGPPosterior(self.gp, torch.cat(xs), torch.cat(means, dim=-1))
+
+    def decode(self, z: Tensor, dtype: torch.dtype | None = None, x: Tensor | None = None) -> Tensor:
+        """Decoded means of latent codes ``z`` ``(L, r)``."""
+        return self.vae.decode(z, dtype)
+
     def encode_all(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """Encoder means and variances ``(L, N)`` of all images, in the GP dtype."""
         return tuple(self._gp_like(t) for t in self.vae.encode_all(y))
@@ -67,8 +97,10 @@ class GPPVAE(torch.nn.Module):
 
     @torch.no_grad()
     def predict(self, x_train: Tensor, y_train: Tensor, x_new: Tensor) -> tuple[Tensor, Tensor]:
-        """Exact GP posterior of the latents at ``x_new`` given the encoder means of all training images:
-        means ``(L, N_new)`` and variances ``(N_new,)``."""
+        """Deprecated: ``condition([(x_train, y_train)]).predict(x_new)``. Means ``(L, N_new)``, variances
+        ``(N_new,)``."""
+        warnings.warn("GPPVAE.predict is deprecated: use condition(batches).predict(x_new)", DeprecationWarning,
+                      stacklevel=2)  # fmt: skip
         mean, _ = self.encode_all(y_train)
         return self.gp.predict(mean, self._gp_like(x_train), self._gp_like(x_new))
 
@@ -83,16 +115,15 @@ def fit_gppvae(
     lr: float = 1e-3,
     gp_lr: float = 1e-2,
     batch_size: int = 256,
-    checkpoint: str | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    callback: Callable[[int, float], None] | None = None,
+    max_grad_norm: float | None = None,
+    on_nonfinite: str = "raise",
+    **loop_options,
 ) -> list[float]:
     r"""The GPPVAE regime: ``vae_epochs`` of a plain VAE (:math:`\mathcal N(\mathbf 0,\mathbf I)` prior), then
     ``gp_epochs`` training only the GP parameters (kernel, GP-LVM vectors, noise; lr ``gp_lr``) on the encodings,
     then ``joint_epochs`` training everything with the Taylor trick. Minibatches in the order of ``x``/``y`` (sort by
     object and angle so that they hold whole objects). Checkpoints after every epoch; returns the mean loss per
-    epoch (minus the objective, per image)."""
+    epoch (minus the objective, per image). ``loop_options`` go to :func:`~gpytorch_vae.training.run_epochs`."""
     num_data = len(x)
     networks = [p for name, p in model.vae.named_parameters() if p.requires_grad]
     net_optimizer = torch.optim.Adam(networks, lr=lr)
@@ -122,11 +153,9 @@ def fit_gppvae(
                 taylor = (gradient[:, rows] * z).sum()
                 loss = loss - (terms + taylor.to(terms)) / len(rows)
                 optimizers.append(net_optimizer)
-        for optimizer in optimizers:
-            optimizer.zero_grad()
-        loss.backward()
-        for optimizer in optimizers:
-            optimizer.step()
+        joint = _Joint(optimizers)
+        if not guarded_step(loss, joint, max_grad_norm, on_nonfinite):
+            return None
         return {"loss": loss.item()}
 
     def checkpoint_state() -> dict:
@@ -140,5 +169,20 @@ def fit_gppvae(
         state["epoch"] = saved["epoch"]
 
     total = vae_epochs + gp_epochs + joint_epochs
-    return _run_epochs(step, batches, total, checkpoint_state, load_state, checkpoint, resume, progress, callback,
-                       None)  # fmt: skip
+    return run_epochs(step, batches, total, checkpoint_state, load_state, **loop_options)
+
+
+class _Joint:
+    """Several optimisers stepped as one (for :func:`~gpytorch_vae.training.guarded_step`)."""
+
+    def __init__(self, optimizers):
+        self.optimizers = optimizers
+        self.param_groups = [group for optimizer in optimizers for group in optimizer.param_groups]
+
+    def zero_grad(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad()
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()

@@ -1,0 +1,52 @@
+"""argparse types and the options every example shares."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def device(text: str) -> str:
+    try:
+        parsed = torch.device(text)
+    except RuntimeError as error:
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} ({error})") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: CUDA is not available on this machine")
+    return text
+
+
+def add_common(parser: argparse.ArgumentParser, out: str) -> None:
+    """--seed --device --threads --out --resume."""
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--device", type=device, default="cpu")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--out", default=out, help="output folder (metrics.json, figures, checkpoint.pt)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+
+
+def apply_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)

@@ -1,0 +1,197 @@
+"""The moving-ball experiment (SVGP-VAE Sec. 4.1; protocol: ``docs/protocols/moving_ball.md``): models, training,
+evaluation and result files."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+
+import gpytorch
+import pyro
+import torch
+from torch import Tensor
+
+from gpytorch_vae import GPVAE
+from gpytorch_vae.data import MovingBallBatch, MovingBallGenerator, MovingBallStream, moving_ball_test_batch
+from gpytorch_vae.gps import ExactLatentGP, SparseLatentGP
+from gpytorch_vae.metrics import affine_align
+from gpytorch_vae.nn import MLPDecoder, MLPEncoder
+from gpytorch_vae.priors import ExactLatentPrior, IndependentLatentPrior, SparseLatentPrior
+from gpytorch_vae.training import fit_svi, write_json
+
+MODELS = ("vae", "gpvae", "svgpvae")
+LATENT_DIM = 2
+HIDDEN = 500
+
+
+def inducing_init(num_inducing: int, kind: str, num_frames: int = 30) -> Tensor:
+    """``even``: evenly spaced on ``[0, T-1]``; ``bunched``: evenly spaced on the first 15% of it (Fig. 4's
+    adversarial start)."""
+    end = {"even": num_frames - 1.0, "bunched": 0.15 * (num_frames - 1.0)}[kind]
+    return torch.linspace(0.0, end, num_inducing).unsqueeze(-1)
+
+
+def latent_prior(model: str, num_inducing: int, lengthscale: float, learn_lengthscale: bool, learn_inducing: bool,
+                 init: str, num_frames: int, gp_dtype: torch.dtype):  # fmt: skip
+    """``vae``: i.i.d. N(0, I); ``gpvae``: exact GP; ``svgpvae``: hybrid sparse GP with ``num_inducing`` points shared
+    by every video and channel. RBF kernel with unit amplitude and one lengthscale, learned only when asked."""
+    if model == "vae":
+        return IndependentLatentPrior()
+    kernel = gpytorch.kernels.RBFKernel()
+    kernel.lengthscale = lengthscale
+    kernel.raw_lengthscale.requires_grad_(learn_lengthscale)
+    if model == "gpvae":
+        return ExactLatentPrior(ExactLatentGP(kernel).to(gp_dtype))
+    gp = SparseLatentGP(inducing_init(num_inducing, init, num_frames), kernel, learn_inducing_locations=learn_inducing)
+    return SparseLatentPrior(gp.to(gp_dtype))
+
+
+def build_model(
+    model: str,
+    num_inducing: int = 15,
+    lengthscale: float = 2.0,
+    learn_lengthscale: bool = False,
+    learn_inducing: bool = False,
+    init: str = "even",
+    generator: MovingBallGenerator | None = None,
+    gp_dtype: torch.dtype = torch.float64,
+) -> GPVAE:
+    """The protocol's MLP encoder/decoder with a Bernoulli likelihood and the chosen latent prior; encoder variances
+    clipped to [1e-6, 1e3]."""
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    generator = generator or MovingBallGenerator()
+    pixels = generator.size**2
+    prior = latent_prior(model, num_inducing, lengthscale, learn_lengthscale, learn_inducing, init,
+                         generator.num_frames, gp_dtype)  # fmt: skip
+    return GPVAE(MLPEncoder(pixels, HIDDEN, LATENT_DIM), MLPDecoder(LATENT_DIM, HIDDEN, pixels), prior,
+                 latent_dim=LATENT_DIM, likelihood="bernoulli", min_variance=1e-6, max_variance=1e3,
+                 gp_dtype=gp_dtype)  # fmt: skip
+
+
+def gp_inputs(batch: MovingBallBatch) -> Tensor:
+    """Frame times as inputs of one GP per video: ``(B, 1, T, 1)`` (broadcast over the latent channels)."""
+    return batch.times.unsqueeze(-3)
+
+
+@torch.no_grad()
+def predicted_paths(vae: GPVAE, batch: MovingBallBatch) -> Tensor:
+    """Posterior-mean latent paths ``(B, T, 2)`` of every video (each video conditioned on all its frames)."""
+    device = next(vae.encoder.parameters()).device
+    return vae.posterior_latent_mean(gp_inputs(batch).to(device), batch.frames.to(device)).float().cpu()
+
+
+def path_rmse(vae: GPVAE, batch: MovingBallBatch) -> tuple[float, Tensor]:
+    """The protocol's metric: one least-squares affine map from predicted to true paths over the whole batch, then
+    RMSE over ``B * T * 2`` coordinates, in GP units. Returns the RMSE and the aligned paths."""
+    aligned = affine_align(predicted_paths(vae, batch), batch.paths)
+    return (aligned - batch.paths).square().mean().sqrt().item(), aligned
+
+
+def kernel_state(vae: GPVAE) -> dict:
+    """The current lengthscale and inducing inputs of a GP latent prior (``None`` where not applicable)."""
+    gp = getattr(vae.latent_prior, "gp", None)
+    if gp is None:
+        return {"lengthscale": None, "inducing_points": None}
+    strategy = getattr(gp, "variational_strategy", None)
+    points = None if strategy is None else strategy.inducing_points.detach().flatten().tolist()
+    return {"lengthscale": gp.covar_module.lengthscale.item(), "inducing_points": points}
+
+
+class KernelTrace:
+    """The loss, lengthscale and inducing inputs after every ``log_every`` steps (Figs. 3 and 4); checkpointed, so a
+    resumed run has the whole trace."""
+
+    def __init__(self, vae: GPVAE, log_every: int):
+        self.vae, self.log_every = vae, log_every
+        self.history = {"step": [], "loss": [], **{key: [] for key in kernel_state(vae)}}
+
+    def __call__(self, epoch: int, loss: float) -> None:
+        self.history["step"].append((epoch + 1) * self.log_every)
+        self.history["loss"].append(loss)
+        for key, value in kernel_state(self.vae).items():
+            self.history[key].append(value)
+
+    def state_dict(self) -> dict:
+        return {key: list(values) for key, values in self.history.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = {key: list(values) for key, values in state.items()}
+
+
+def run(
+    model: str = "svgpvae",
+    inducing: int = 15,
+    steps: int = 25_000,
+    seed: int = 0,
+    learn_lengthscale: bool = False,
+    learn_inducing: bool = False,
+    inducing_init_kind: str = "even",
+    true_lengthscale: float = 2.0,
+    lengthscale_init: float | None = None,
+    lr: float = 1e-3,
+    batch_size: int = 35,
+    log_every: int = 100,
+    device: str = "cpu",
+    out: str = "runs/moving_ball",
+    resume: bool = False,
+    progress: bool = True,
+    plots: bool = True,
+) -> dict:
+    """Train one model on fresh moving-ball batches and evaluate it on the fixed test batch; writes (atomically)
+    ``out/metrics.json``, ``out/history.json``, ``out/paths.png`` and, when learned, ``out/lengthscale.png`` /
+    ``out/inducing.png``; a checkpoint every ``log_every`` steps holds the model, the optimiser, the data stream's
+    position and the history, so ``resume`` continues exactly. Returns the metrics."""
+    if steps < log_every or steps % log_every:
+        raise ValueError(f"steps ({steps}) must be a positive multiple of log_every ({log_every})")
+    os.makedirs(out, exist_ok=True)
+    pyro.set_rng_seed(seed)
+    pyro.clear_param_store()
+    generator = MovingBallGenerator(lengthscale=true_lengthscale)
+    init = lengthscale_init if lengthscale_init is not None else (1.0 if learn_lengthscale else true_lengthscale)
+    vae = build_model(model, inducing, init, learn_lengthscale, learn_inducing, inducing_init_kind, generator)
+    vae.to(device)
+    stream = MovingBallStream(generator, batch_size, seed=seed)
+    trace = KernelTrace(vae, log_every)
+
+    def batches():
+        return ((gp_inputs(b), b.frames) for b in itertools.islice(stream, log_every))
+
+    start = time.perf_counter()
+    losses = fit_svi(
+        vae, batches, None, steps // log_every, lr=lr, loss_scale=1.0 / batch_size,
+        checkpoint=os.path.join(out, "checkpoint.pt"), resume=resume, progress=progress, callback=trace,
+        device=device, extra_state={"stream": stream, "trace": trace},
+    )  # fmt: skip
+    seconds_per_step = (time.perf_counter() - start) / (len(losses) * log_every) if losses else None
+    test = moving_ball_test_batch(generator, batch_size)
+    rmse, aligned = path_rmse(vae, test)
+    history = trace.history
+    metrics = {
+        "model": model,
+        "inducing": inducing if model == "svgpvae" else None,
+        "seed": seed,
+        "steps": steps,
+        "rmse": rmse,
+        **kernel_state(vae),
+        "seconds_per_step": seconds_per_step,
+        "true_lengthscale": true_lengthscale,
+        "learn_lengthscale": learn_lengthscale,
+        "learn_inducing": learn_inducing,
+        "inducing_init": inducing_init_kind,
+        "final_loss": history["loss"][-1] if history["loss"] else None,
+    }
+    write_json(os.path.join(out, "metrics.json"), metrics)
+    write_json(os.path.join(out, "history.json"), history, indent=None)
+    if plots:
+        from .plotting import plot_paths, plot_trace
+
+        plot_paths(test.paths, aligned, os.path.join(out, "paths.png"), title=f"{model}: RMSE {rmse:.3f}")
+        if learn_lengthscale and history["lengthscale"]:
+            plot_trace(history["step"], history["lengthscale"], os.path.join(out, "lengthscale.png"), "lengthscale",
+                       reference=true_lengthscale)  # fmt: skip
+        if learn_inducing and history["inducing_points"]:
+            plot_trace(history["step"], history["inducing_points"], os.path.join(out, "inducing.png"),
+                       "inducing inputs")  # fmt: skip
+    return metrics

@@ -1,1 +1,0 @@
-"""Model set-ups of the papers' experiments, shared by examples, benchmarks and tests."""

@@ -1,0 +1,72 @@
+"""The plain VAE's latent prior, N(0, I), with the CVAE's per-group averaging at test time."""
+
+from __future__ import annotations
+
+import torch
+from gpytorch.distributions import MultivariateNormal
+from pyro.distributions import Normal
+from torch import Tensor
+
+from ..variational.group_layout import GroupLayout
+from .base import LatentPosterior, LatentPrior, Site, marginal_distribution, pyro_site
+
+
+class IndependentLatentPosterior(LatentPosterior):
+    r"""Site ``z`` :math:`\sim\tilde q(\mathbf z_i\mid\mathbf y_i)` (the encoder's distribution); KL part
+    :math:`\sum_i\mathrm{KL}(\tilde q(\mathbf z_i\mid\mathbf y_i)\,\|\,\mathcal N(\mathbf 0,\mathbf I))`.
+
+    :meth:`predict` has no GP to carry information to new inputs: with ``group_column`` it gives, at a point of a
+    group seen in the conditioning data, the average of that group's latent codes (the CVAE protocol: mean
+    :math:`\frac1n\sum\tilde{\mathbf y}_i`, variance :math:`\frac1{n^2}\sum\tilde{\boldsymbol\sigma}_i^2`, the law
+    of the average of one draw per point), and the prior :math:`\mathcal N(\mathbf 0, \mathbf I)` elsewhere.
+    """
+
+    def __init__(self, x: Tensor, mean: Tensor, var: Tensor, group_column: int | None = None):
+        self.x, self.encoder_mean, self.var, self.group_column = x, mean, var, group_column
+
+    def draw(self, site: Site) -> Tensor:
+        return site("z", Normal(self.encoder_mean, self.var.sqrt()).to_event(self.encoder_mean.dim()), 1.0)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.encoder_mean
+
+    def kl_divergence(self) -> Tensor:
+        return 0.5 * (self.var + self.encoder_mean.square() - 1.0 - self.var.log()).sum()
+
+    def predict(self, x: Tensor) -> MultivariateNormal:
+        shape = (*self.encoder_mean.shape[:-1], x.size(-2))
+        mean, var = self.encoder_mean.new_zeros(shape), self.encoder_mean.new_ones(shape)
+        if self.group_column is not None:
+            if self.x.dim() != 2 or x.dim() != 2:
+                raise ValueError("group averaging needs one data set: x of shape (N, D) and (r, D)")
+            layout = GroupLayout.create(self.x[:, self.group_column])
+            count = layout.mask.sum(-1).to(mean)  # (P,)
+            group_mean = layout.pad_points(self.encoder_mean).sum(-1) / count  # (..., L, P)
+            group_var = layout.pad_points(self.var).sum(-1) / count.square()
+            index, seen = layout.locate(x[:, self.group_column].to(layout.group_ids))
+            mean = torch.where(seen, group_mean[..., index], mean)
+            var = torch.where(seen, group_var[..., index], var)
+        return marginal_distribution(mean, var)
+
+
+class IndependentLatentPrior(LatentPrior):
+    r"""The plain VAE: :math:`p(\mathbf z_i) = \mathcal N(\mathbf 0, \mathbf I)`, guide
+    :math:`\tilde q(\mathbf z_i\mid\mathbf y_i)`; the auxiliary inputs are ignored in training.
+
+    :param group_column: optional column of ``x`` holding a group id (e.g. the digit of rotated MNIST): at test time
+        a point of a seen group gets the average latent code of the group (the CVAE's conditional generation).
+    """
+
+    def __init__(self, group_column: int | None = None):
+        super().__init__()
+        self.group_column = group_column
+
+    def condition(
+        self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None
+    ) -> IndependentLatentPosterior:
+        return IndependentLatentPosterior(x, mean, var, self.group_column)
+
+    def model(self, x: Tensor, latent_shape: torch.Size, num_data: int | None = None) -> Tensor:
+        zeros = torch.zeros(latent_shape, dtype=x.dtype, device=x.device)
+        return pyro_site("z", Normal(zeros, torch.ones_like(zeros)).to_event(zeros.dim()))

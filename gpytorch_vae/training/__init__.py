@@ -1,0 +1,19 @@
+"""Training: loops with progress output, guarded steps, crash-safe checkpoints and exact resume."""
+
+from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint, write_json
+from .loop import NonFiniteLossError, guarded_step, run_epochs
+from .trainers import fit_geco, fit_svi, trainable_parameters
+
+__all__ = [
+    "CheckpointError",
+    "NonFiniteLossError",
+    "atomic_write",
+    "fit_geco",
+    "fit_svi",
+    "guarded_step",
+    "load_checkpoint",
+    "run_epochs",
+    "save_checkpoint",
+    "trainable_parameters",
+    "write_json",
+]

@@ -1,0 +1,130 @@
+"""Trainers: :func:`fit_svi` (the ELBO, through Pyro or directly) and :func:`fit_geco` (GECO)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pyro.infer import TraceMeanField_ELBO
+
+from ..objectives import ScaledLossOptimizer
+from .loop import NONFINITE, guarded_step, run_epochs
+
+
+def trainable_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters of ``module`` that require gradients (frozen ones, e.g. a fixed lengthscale, stay out)."""
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+def _check(lr: float, on_nonfinite: str, max_grad_norm: float | None) -> None:
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    if on_nonfinite not in NONFINITE:
+        raise ValueError(f"on_nonfinite must be one of {NONFINITE}, got {on_nonfinite!r}")
+    if max_grad_norm is not None and not max_grad_norm > 0:
+        raise ValueError(f"max_grad_norm must be positive, got {max_grad_norm}")
+
+
+def fit_svi(
+    vae,
+    batches,
+    num_data: int | None,
+    epochs: int,
+    lr: float = 1e-3,
+    loss_scale: float = 1.0,
+    direct: bool = False,
+    max_grad_norm: float | None = None,
+    on_nonfinite: str = "raise",
+    **loop_options,
+) -> list[float]:
+    """Maximise the ELBO of a :class:`~gpytorch_vae.models.GPVAE` (or any module with ``model``/``guide`` taking
+    ``(x, y, num_data)``) with Adam.
+
+    The loss is Pyro's :class:`~pyro.infer.TraceMeanField_ELBO` (analytic KL terms) of ``model``/``guide``, or with
+    ``direct=True`` minus :meth:`~gpytorch_vae.models.GPVAE.elbo_terms` (the same value and gradients at the same
+    random state, without Pyro's tracing). Each step is guarded (:func:`~gpytorch_vae.training.guarded_step`): a
+    non-finite loss raises :class:`~gpytorch_vae.training.NonFiniteLossError` before anything changes, or is skipped.
+
+    :param batches: ``(x, y)`` minibatches: an iterable (e.g. a :class:`~torch.utils.data.DataLoader`) or a callable
+        giving one per epoch.
+    :param num_data: :math:`N` for the :math:`b/N` scaling (``None``: every batch is a whole dataset).
+    :param loss_scale: multiplies the whole loss (e.g. ``1 / B`` to average over ``B`` sequences per batch).
+    :param max_grad_norm: clip the gradients to this total norm (default: no clipping).
+    :param on_nonfinite: ``"raise"`` or ``"skip"``.
+    :param loop_options: passed to :func:`~gpytorch_vae.training.run_epochs` (``checkpoint``, ``resume``,
+        ``progress``, ``callback``, ``device``, ``extra_state``, ``is_writer``).
+    :return: the mean loss per epoch (of this call).
+    """
+    _check(lr, on_nonfinite, max_grad_norm)
+    optimizer = torch.optim.Adam(trainable_parameters(vae), lr=lr)
+    elbo = TraceMeanField_ELBO()
+
+    def loss_of(x, y):
+        if direct:
+            return -vae.elbo_terms(x, y, num_data)["elbo"]
+        return elbo.differentiable_loss(vae.model, vae.guide, x, y, num_data)
+
+    def step(x, y):
+        loss = loss_scale * loss_of(x, y)
+        if not guarded_step(loss, optimizer, max_grad_norm, on_nonfinite):
+            return None
+        return {"loss": loss.item()}
+
+    def state() -> dict:
+        return {"model": vae.state_dict(), "optimizer": optimizer.state_dict()}
+
+    def load_state(saved: dict) -> None:
+        vae.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+
+    return run_epochs(step, batches, epochs, state, load_state, **loop_options)
+
+
+def fit_geco(
+    vae,
+    geco,
+    batches,
+    num_data: int | None,
+    epochs: int,
+    lr: float = 1e-3,
+    max_grad_norm: float | None = None,
+    on_nonfinite: str = "raise",
+    **loop_options,
+) -> list[float]:
+    r"""Train a :class:`~gpytorch_vae.models.GPVAE` with :class:`~gpytorch_vae.objectives.GECO`: minimise
+    :math:`\mathrm{KL} + \lambda\,C` with Adam, where KL is the analytic KL part of the ELBO
+    (:meth:`~gpytorch_vae.models.GPVAE.elbo_terms`, e.g. :math:`\frac bN\sum_l\mathrm{KL}(q_S^l(\mathbf u)\|p^l(\mathbf
+    u))`) and :math:`C` the batch-mean reconstruction constraint at one posterior sample; :math:`\lambda` is updated
+    after each step. The loss is scaled by :attr:`GECO.loss_exponent <gpytorch_vae.objectives.GECO.loss_exponent>`
+    and Adam stepped through :class:`~gpytorch_vae.objectives.ScaledLossOptimizer`, so the updates are those of the
+    unscaled objective at any :math:`\lambda`. The progress output shows the KL, the batch MSE and
+    :math:`\log_{10}\lambda`. Arguments as for :func:`fit_svi` (``max_grad_norm`` applies to the gradients of the
+    scaled loss); checkpoints also hold the GECO state.
+    """
+    _check(lr, on_nonfinite, max_grad_norm)
+    optimizer = ScaledLossOptimizer(torch.optim.Adam(trainable_parameters(vae), lr=lr))
+
+    def step(x, y):
+        terms = vae.elbo_terms(x, y, num_data)
+        constraint = geco.constraint(y, terms["decoded"], vae.observation_dims)
+        loss = geco.loss(terms["kl"], constraint)  # divided by 2 ** geco.loss_exponent
+        exponent = geco.loss_exponent
+        if not guarded_step(loss, optimizer, max_grad_norm, on_nonfinite, lambda: optimizer.step(exponent)):
+            return None
+        geco.update()
+        return {
+            "kl": terms["kl"].item(),
+            "mse": constraint.item() + geco.kappa2,
+            "log10_lambda": geco.log_lagrange_multiplier.item() / math.log(10.0),
+            "loss": loss.item() * 2.0**exponent,
+        }
+
+    def state() -> dict:
+        return {"model": vae.state_dict(), "geco": geco.state_dict(), "optimizer": optimizer.state_dict()}
+
+    def load_state(saved: dict) -> None:
+        vae.load_state_dict(saved["model"])
+        geco.load_state_dict(saved["geco"])
+        optimizer.load_state_dict(saved["optimizer"])
+
+    return run_epochs(step, batches, epochs, state, load_state, **loop_options)
