@@ -26,6 +26,8 @@ def main() -> None:
                         help="default: 1.0 if learned, else the true one")  # fmt: skip
     parser.add_argument("--lr", type=positive_float, default=1e-3)
     parser.add_argument("--log-every", type=positive_int, default=100, help="steps per checkpoint and trace point")
+    parser.add_argument("--init", choices=("torch", "truncated-normal"), default="torch",
+                        help="network initialisation: PyTorch's defaults or the reference code's")  # fmt: skip
     parser.add_argument("--no-plots", action="store_true", help="do not draw figures (no matplotlib needed)")
     add_common(parser, out="runs/moving_ball")
     args = parser.parse_args()
@@ -37,7 +39,7 @@ def main() -> None:
         learn_lengthscale=args.learn_lengthscale, learn_inducing=args.learn_inducing,
         inducing_init_kind=args.inducing_init, true_lengthscale=args.true_lengthscale,
         lengthscale_init=args.lengthscale_init, lr=args.lr, log_every=args.log_every, device=args.device,
-        out=args.out, resume=args.resume, plots=not args.no_plots,
+        out=args.out, resume=args.resume, plots=not args.no_plots, network_init=args.init,
     )  # fmt: skip
     print(json.dumps(metrics, indent=2))
 

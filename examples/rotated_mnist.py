@@ -26,6 +26,10 @@ def main() -> None:
                         help="gppvae: joint epochs (Taylor trick) after the protocol's VAE and GP phases")  # fmt: skip
     parser.add_argument("--eval-every", type=nonnegative_int, default=0,
                         help="record the test MSE every N epochs (a learning curve; never used to select)")  # fmt: skip
+    parser.add_argument("--init", choices=("torch", "keras"), default="torch",
+                        help="network initialisation: PyTorch's defaults or Keras' (the reference code's)")  # fmt: skip
+    parser.add_argument("--network-dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--shuffle", action="store_true", help="a new random batch order every epoch")
     parser.add_argument("--no-plots", action="store_true", help="do not draw figures (no matplotlib needed)")
     add_common(parser, out="runs/rotated_mnist")
     args = parser.parse_args()
@@ -35,7 +39,8 @@ def main() -> None:
     metrics = run(
         model=args.model, epochs=args.epochs, seed=args.seed, data_dir=args.data_dir, device=args.device,
         out=args.out, resume=args.resume, lr=args.lr, joint_epochs=args.gppvae_joint_epochs,
-        extrapolate=args.extrapolate, eval_every=args.eval_every, plots=not args.no_plots,
+        extrapolate=args.extrapolate, eval_every=args.eval_every, plots=not args.no_plots, init=args.init,
+        network_dtype=args.network_dtype, shuffle=args.shuffle,
     )  # fmt: skip
     print(json.dumps(metrics, indent=2))
 

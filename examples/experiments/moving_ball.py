@@ -16,7 +16,7 @@ from gpytorch_vae import GPVAE
 from gpytorch_vae.data import MovingBallBatch, MovingBallGenerator, MovingBallStream, moving_ball_test_batch
 from gpytorch_vae.gps import ExactLatentGP, SparseLatentGP
 from gpytorch_vae.metrics import affine_align
-from gpytorch_vae.nn import MLPDecoder, MLPEncoder
+from gpytorch_vae.nn import INITIALISATIONS, MLPDecoder, MLPEncoder
 from gpytorch_vae.priors import ExactLatentPrior, IndependentLatentPrior, SparseLatentPrior
 from gpytorch_vae.training import fit_svi, write_json
 
@@ -56,18 +56,21 @@ def build_model(
     init: str = "even",
     generator: MovingBallGenerator | None = None,
     gp_dtype: torch.dtype = torch.float64,
+    network_init: str = "torch",
 ) -> GPVAE:
     """The protocol's MLP encoder/decoder with a Bernoulli likelihood and the chosen latent prior; encoder variances
-    clipped to [1e-6, 1e3]."""
+    clipped to [1e-6, 1e3]; networks initialised by ``network_init`` (:data:`gpytorch_vae.nn.INITIALISATIONS`)."""
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     generator = generator or MovingBallGenerator()
     pixels = generator.size**2
     prior = latent_prior(model, num_inducing, lengthscale, learn_lengthscale, learn_inducing, init,
                          generator.num_frames, gp_dtype)  # fmt: skip
-    return GPVAE(MLPEncoder(pixels, HIDDEN, LATENT_DIM), MLPDecoder(LATENT_DIM, HIDDEN, pixels), prior,
-                 latent_dim=LATENT_DIM, likelihood="bernoulli", min_variance=1e-6, max_variance=1e3,
-                 gp_dtype=gp_dtype)  # fmt: skip
+    encoder, decoder = MLPEncoder(pixels, HIDDEN, LATENT_DIM), MLPDecoder(LATENT_DIM, HIDDEN, pixels)
+    INITIALISATIONS[network_init](encoder)
+    INITIALISATIONS[network_init](decoder)
+    return GPVAE(encoder, decoder, prior, latent_dim=LATENT_DIM, likelihood="bernoulli", min_variance=1e-6,
+                 max_variance=1e3, gp_dtype=gp_dtype)  # fmt: skip
 
 
 def gp_inputs(batch: MovingBallBatch) -> Tensor:
@@ -138,6 +141,7 @@ def run(
     resume: bool = False,
     progress: bool = True,
     plots: bool = True,
+    network_init: str = "torch",
 ) -> dict:
     """Train one model on fresh moving-ball batches and evaluate it on the fixed test batch; writes (atomically)
     ``out/metrics.json``, ``out/history.json``, ``out/paths.png`` and, when learned, ``out/lengthscale.png`` /
@@ -150,7 +154,8 @@ def run(
     pyro.clear_param_store()
     generator = MovingBallGenerator(lengthscale=true_lengthscale)
     init = lengthscale_init if lengthscale_init is not None else (1.0 if learn_lengthscale else true_lengthscale)
-    vae = build_model(model, inducing, init, learn_lengthscale, learn_inducing, inducing_init_kind, generator)
+    vae = build_model(model, inducing, init, learn_lengthscale, learn_inducing, inducing_init_kind, generator,
+                      network_init=network_init)  # fmt: skip
     vae.to(device)
     stream = MovingBallStream(generator, batch_size, seed=seed)
     trace = KernelTrace(vae, log_every)
@@ -180,6 +185,7 @@ def run(
         "learn_lengthscale": learn_lengthscale,
         "learn_inducing": learn_inducing,
         "inducing_init": inducing_init_kind,
+        "network_init": network_init,
         "final_loss": history["loss"][-1] if history["loss"] else None,
     }
     write_json(os.path.join(out, "metrics.json"), metrics)

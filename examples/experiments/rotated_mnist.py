@@ -21,7 +21,7 @@ from gpytorch_vae.data import ImageSplit, RotatedMNIST, factorized_splits, load_
 from gpytorch_vae.data.rotated_mnist import ANGLES_DEG
 from gpytorch_vae.gps import SparseLatentGP
 from gpytorch_vae.kernels import ObjectViewInputs, fixed_periodic_kernel, view_object_kernel
-from gpytorch_vae.nn import ConvDecoder, ConvEncoder
+from gpytorch_vae.nn import INITIALISATIONS, ConvDecoder, ConvEncoder
 from gpytorch_vae.priors import FactorizedLatentPrior, IndependentLatentPrior, SparseLatentPrior
 from gpytorch_vae.training import fit_geco, fit_svi, guarded_step, run_epochs, trainable_parameters, write_json
 
@@ -112,18 +112,31 @@ def batches_in_order(x: Tensor, y: Tensor, batch_size: int) -> list[tuple[Tensor
     return list(zip(x.split(batch_size), y.split(batch_size)))
 
 
-def train_geco(model, x, y, epochs, lr, batch_size, joint_epochs=0, **loop):
+def training_batches(x: Tensor, y: Tensor, batch_size: int, shuffle: bool = False):
+    """The protocol's fixed batches, or (``shuffle``) a new random order of the rows every epoch (torch's global RNG,
+    so resume stays exact)."""
+    if not shuffle:
+        return batches_in_order(x, y, batch_size)
+
+    def shuffled():
+        order = torch.randperm(len(x), device=x.device)
+        return batches_in_order(x[order], y[order], batch_size)
+
+    return shuffled
+
+
+def train_geco(model, x, y, epochs, lr, batch_size, joint_epochs=0, shuffle=False, **loop):
     """GECO (kappa^2 = 0.020), Adam."""
     geco = GECO(kappa2=KAPPA2).to(x.device)
-    return fit_geco(model, geco, batches_in_order(x, y, batch_size), len(x), epochs, lr=lr, **loop)
+    return fit_geco(model, geco, training_batches(x, y, batch_size, shuffle), len(x), epochs, lr=lr, **loop)
 
 
-def train_svi(model, x, y, epochs, lr, batch_size, joint_epochs=0, **loop):
+def train_svi(model, x, y, epochs, lr, batch_size, joint_epochs=0, shuffle=False, **loop):
     """The ELBO by Pyro SVI (TraceMeanField_ELBO), Adam."""
-    return fit_svi(model, batches_in_order(x, y, batch_size), len(x), epochs, lr=lr, **loop)
+    return fit_svi(model, training_batches(x, y, batch_size, shuffle), len(x), epochs, lr=lr, **loop)
 
 
-def train_mean_decoded(model: DeepSVIGP, x, y, epochs, lr, batch_size, joint_epochs=0, **loop):
+def train_mean_decoded(model: DeepSVIGP, x, y, epochs, lr, batch_size, joint_epochs=0, shuffle=False, **loop):
     """The reference's Deep SVIGP objective (:meth:`DeepSVIGP.mean_decoded_elbo`), Adam."""
     optimizer = torch.optim.Adam(trainable_parameters(model), lr=lr)
 
@@ -142,12 +155,12 @@ def train_mean_decoded(model: DeepSVIGP, x, y, epochs, lr, batch_size, joint_epo
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
 
-    return run_epochs(step, batches_in_order(x, y, batch_size), epochs, state, load_state, **loop)
+    return run_epochs(step, training_batches(x, y, batch_size, shuffle), epochs, state, load_state, **loop)
 
 
-def train_gppvae(model: GPPVAE, x, y, epochs, lr, batch_size, joint_epochs=0, **loop):
+def train_gppvae(model: GPPVAE, x, y, epochs, lr, batch_size, joint_epochs=0, shuffle=False, **loop):
     """Whole digits per batch (sorted by id, angle); ``epochs / 2`` VAE epochs, ``epochs / 2`` GP epochs, then
-    ``joint_epochs`` with the Taylor trick."""
+    ``joint_epochs`` with the Taylor trick (``shuffle`` does not apply: batches must hold whole digits)."""
     order = torch.from_numpy(np.lexsort((x[:, 1].cpu().numpy(), x[:, 0].cpu().numpy())))
     x, y = x[order], y[order]
     return fit_gppvae(model, x, y, vae_epochs=epochs // 2, gp_epochs=epochs - epochs // 2, joint_epochs=joint_epochs,
@@ -186,9 +199,22 @@ MODELS = {
 }
 
 
-def build_model(name: str, data: RotatedMNIST, train: ImageSplit, seed: int = 0, gp_dtype=torch.float64):
-    """The model ``name`` of :data:`MODELS` (networks float32, GP parts in ``gp_dtype``)."""
-    return MODELS[name].build(data, train, seed, gp_dtype)
+def build_model(
+    name: str,
+    data: RotatedMNIST,
+    train: ImageSplit,
+    seed: int = 0,
+    gp_dtype=torch.float64,
+    init: str = "torch",
+    network_dtype=torch.float32,
+):
+    """The model ``name`` of :data:`MODELS`: GP parts in ``gp_dtype``, networks in ``network_dtype`` initialised by
+    ``init`` (:data:`gpytorch_vae.nn.INITIALISATIONS`: PyTorch's defaults, or Keras' as in the reference code)."""
+    model = MODELS[name].build(data, train, seed, gp_dtype)
+    INITIALISATIONS[init](model)  # only linear and convolution layers: the networks
+    if network_dtype != torch.float32:
+        model.to(network_dtype)  # the GP parts are float64 already
+    return model
 
 
 def model_splits(name: str, data: RotatedMNIST):
@@ -265,13 +291,17 @@ def run(
     extrapolate: bool = False,
     eval_every: int = 0,
     plots: bool = True,
+    init: str = "torch",
+    network_dtype: str = "float32",
+    shuffle: bool = False,
 ) -> dict:
     """Train one model and evaluate conditional generation at 157.5 degrees on the test images; writes (atomically)
     ``out/metrics.json`` (``mse``, ``mse_sample``, ``seconds_per_epoch``, ``epochs``, ``model``, ...),
     ``out/history.json`` (per-epoch training logs and, with ``eval_every``, the test-MSE curve),
     ``out/generations.png`` and a checkpoint per epoch (``out/checkpoint.pt``, continued with ``resume``).
     ``epochs`` defaults to the protocol's. FGP-VAE uses its own splits; with ``extrapolate`` it also reports
-    ``mse_extrapolation`` on the 40 unseen digits and draws ``out/unseen_digits.png``."""
+    ``mse_extrapolation`` on the 40 unseen digits and draws ``out/unseen_digits.png``. ``init``, ``network_dtype``
+    and ``shuffle`` are the factors of the accuracy study (``docs/results.md``)."""
     if model not in MODELS:
         raise ValueError(f"model must be one of {tuple(MODELS)}, got {model!r}")
     setup = MODELS[model]
@@ -283,13 +313,14 @@ def run(
     train, test, splits = model_splits(model, data)
     pyro.set_rng_seed(seed)
     pyro.clear_param_store()
-    net = build_model(model, data, train, seed=seed).to(device)
+    dtype = {"float32": torch.float32, "float64": torch.float64}[network_dtype]
+    net = build_model(model, data, train, seed=seed, init=init, network_dtype=dtype).to(device)
     x, y = train.tensors(device)
     trace = EvaluationTrace(net, train, test, eval_every, device)
     start = time.perf_counter()
     history = {}
     losses = setup.train(
-        net, x, y, epochs, lr, setup.batch_size, joint_epochs=joint_epochs,
+        net, x, y, epochs, lr, setup.batch_size, joint_epochs=joint_epochs, shuffle=shuffle,
         checkpoint=os.path.join(out, "checkpoint.pt"), resume=resume, progress=progress, callback=trace,
         extra_state={"evaluation": trace}, history=history,
     )  # fmt: skip
@@ -304,6 +335,9 @@ def run(
         "seconds_per_epoch": seconds_per_epoch,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "init": init,
+        "network_dtype": network_dtype,
+        "shuffle": shuffle,
     }
     if extrapolate:
         unseen = evaluate(net, splits.unseen_context, splits.unseen_target, device)

@@ -1,6 +1,15 @@
 """Encoders and decoders of the papers' experiments."""
 
 from .conv import ConvDecoder, ConvEncoder
+from .init import INITIALISATIONS, keras_init_, truncated_normal_init_
 from .mlp import MLPDecoder, MLPEncoder
 
-__all__ = ["ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder"]
+__all__ = [
+    "INITIALISATIONS",
+    "ConvDecoder",
+    "ConvEncoder",
+    "MLPDecoder",
+    "MLPEncoder",
+    "keras_init_",
+    "truncated_normal_init_",
+]

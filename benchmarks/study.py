@@ -1,0 +1,60 @@
+"""Run a set of configurations of an example script (each once per seed), two at a time, skipping finished ones.
+
+python benchmarks/study.py --example rotated_mnist --runs-dir runs/study --seeds 0 1 --jobs 2 \\
+    --config base="--model svgpvae --epochs 100 --eval-every 10" --config keras="--model svgpvae --epochs 100 \\
+    --eval-every 10 --init keras"
+
+Each run is ``python examples/EXAMPLE.py CONFIG --seed S --threads 1 --no-plots --out RUNS_DIR/NAME_sS`` (resumed
+if interrupted). Results stay in each run's ``metrics.json`` / ``history.json``; ``study_table.py`` tabulates them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--example", required=True)
+    parser.add_argument("--runs-dir", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--config", action="append", required=True, help="NAME=ARGS")
+    args = parser.parse_args()
+    script = os.path.join(ROOT, "examples", f"{args.example}.py")
+    queue = []
+    for config in args.config:
+        name, _, options = config.partition("=")
+        for seed in args.seeds:
+            out = os.path.join(args.runs_dir, f"{name}_s{seed}")
+            if os.path.exists(os.path.join(out, "metrics.json")):
+                continue
+            command = [sys.executable, script, *shlex.split(options), "--seed", str(seed), "--threads", "1",
+                       "--no-plots", "--out", out, "--resume"]  # fmt: skip
+            queue.append((out, command))
+    running = []
+    while queue or running:
+        while queue and len(running) < args.jobs:
+            out, command = queue.pop(0)
+            os.makedirs(out, exist_ok=True)
+            log = open(out + ".log", "w")
+            print("start", " ".join(command[1:]), flush=True)
+            running.append((out, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log))
+        time.sleep(2)
+        for item in list(running):
+            out, process, log = item
+            if process.poll() is not None:
+                log.close()
+                running.remove(item)
+                print("done" if process.returncode == 0 else f"FAILED ({process.returncode})", out, flush=True)
+
+
+if __name__ == "__main__":
+    main()
