@@ -13,6 +13,7 @@ from gpytorch.distributions import MultivariateNormal
 from gpytorch.kernels import Kernel
 from gpytorch.means import ZeroMean
 from gpytorch.models import ApproximateGP
+from gpytorch.utils.memoize import clear_cache_hook
 from gpytorch.variational import CholeskyVariationalDistribution, VariationalStrategy
 from pyro.nn import PyroModule
 from torch import Tensor
@@ -133,7 +134,7 @@ class DeepSVIGP(PyroModule):
         register_module("deep_svigp", self)
         # GPyTorch's pyro_guide reads the memoised q(u) before the call that clears the memo (in training mode):
         # clear it first, or the u site reuses the previous step's (freed) graph
-        self.gp.variational_strategy._clear_cache()
+        clear_cache_hook(self.gp.variational_strategy)
         f_dist = self.gp.pyro_guide(self.gp_inputs(x), beta=self._beta(x, num_data), name_prefix="gp")
         return pyro.sample("gp.f", f_dist.to_event(len(f_dist.batch_shape)))  # one event (L, b)
 

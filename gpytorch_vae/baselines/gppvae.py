@@ -55,7 +55,8 @@ class GPPVAE(torch.nn.Module):
         self.vae = vae
         self.gp = gp
 
-    def _gp_like(self, t: Tensor) -> Tensor:
+    def to_gp(self, t: Tensor) -> Tensor:
+        """``t`` in the GP's dtype and device."""
         return t.to(self.gp.angles)
 
     @torch.no_grad()
@@ -64,8 +65,8 @@ class GPPVAE(torch.nn.Module):
         low-rank GP."""
         xs, means = [], []
         for x, y in batches:
-            xs.append(self._gp_like(x))
-            means.append(self._gp_like(self.vae.latent_dataset(y)[0]))
+            xs.append(self.to_gp(x))
+            means.append(self.to_gp(self.vae.latent_dataset(y)[0]))
         return LowRankGPPosterior(self.gp, torch.cat(xs), torch.cat(means, dim=-1))
 
     def decode(self, z: Tensor, dtype: torch.dtype | None = None, x: Tensor | None = None) -> Tensor:
@@ -74,7 +75,7 @@ class GPPVAE(torch.nn.Module):
 
     def encode_all(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """Encoder means and variances ``(L, N)`` of all images, in the GP dtype."""
-        return tuple(self._gp_like(t) for t in self.vae.encode_all(y))
+        return tuple(self.to_gp(t) for t in self.vae.encode_all(y))
 
     def taylor_anchor(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         r""":math:`\tilde{\mathbf Z}` (one draw from :math:`q`) and
@@ -83,7 +84,7 @@ class GPPVAE(torch.nn.Module):
         mean, var = self.encode_all(y)
         anchor = (mean + var.sqrt() * torch.randn_like(mean)).requires_grad_(True)
         with torch.enable_grad():
-            (gradient,) = torch.autograd.grad(self.gp.log_marginal_likelihood(anchor, self._gp_like(x)), anchor)
+            (gradient,) = torch.autograd.grad(self.gp.log_marginal_likelihood(anchor, self.to_gp(x)), anchor)
         return anchor.detach(), gradient
 
     def batch_terms(self, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -102,7 +103,7 @@ class GPPVAE(torch.nn.Module):
         warnings.warn("GPPVAE.predict is deprecated: use condition(batches).predict(x_new)", DeprecationWarning,
                       stacklevel=2)  # fmt: skip
         mean, _ = self.encode_all(y_train)
-        return self.gp.predict(mean, self._gp_like(x_train), self._gp_like(x_new))
+        return self.gp.predict(mean, self.to_gp(x_train), self.to_gp(x_new))
 
 
 def fit_gppvae(
@@ -146,7 +147,7 @@ def fit_gppvae(
             optimizers = [net_optimizer]
         else:
             anchor, gradient = state["anchor"]
-            loss = -model.gp.log_marginal_likelihood(anchor, model._gp_like(x)) / num_data
+            loss = -model.gp.log_marginal_likelihood(anchor, model.to_gp(x)) / num_data
             optimizers = [gp_optimizer]
             if current == "joint":
                 z, terms = model.batch_terms(y_batch)

@@ -133,7 +133,8 @@ class LatentPrior(torch.nn.Module, abc.ABC):
         return memo[2]
 
     def _parameter_versions(self) -> tuple[int, ...]:
-        # Tensor._version counts in-place changes (an optimiser step), so a stale posterior is never reused
+        # PyTorch's version counter of each parameter (what autograd uses to detect in-place changes) moves with
+        # every optimiser step, so a posterior of older parameters is never reused
         return tuple(p._version for p in self.parameters())
 
     def kl_divergence(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> Tensor:
