@@ -23,7 +23,7 @@ from gpytorch_vae.gps import SparseLatentGP
 from gpytorch_vae.kernels import ObjectViewInputs, fixed_periodic_kernel, view_object_kernel
 from gpytorch_vae.nn import INITIALISATIONS, ConvDecoder, ConvEncoder
 from gpytorch_vae.priors import FactorizedLatentPrior, IndependentLatentPrior, SparseLatentPrior
-from gpytorch_vae.training import fit_geco, fit_svi, guarded_step, run_epochs, trainable_parameters, write_json
+from gpytorch_vae.training import adam, fit_geco, fit_svi, guarded_step, run_epochs, trainable_parameters, write_json
 
 LATENT_DIM = 16
 INDUCING_PER_ANGLE = 2  # m = 32
@@ -138,7 +138,7 @@ def train_svi(model, x, y, epochs, lr, batch_size, joint_epochs=0, shuffle=False
 
 def train_mean_decoded(model: DeepSVIGP, x, y, epochs, lr, batch_size, joint_epochs=0, shuffle=False, **loop):
     """The reference's Deep SVIGP objective (:meth:`DeepSVIGP.mean_decoded_elbo`), Adam."""
-    optimizer = torch.optim.Adam(trainable_parameters(model), lr=lr)
+    optimizer = adam(trainable_parameters(model), lr=lr)
 
     def step(x_b, y_b):
         terms = model.mean_decoded_elbo(x_b, y_b, len(x))

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..models.gp_vae import GPVAE
 from ..priors.base import marginal_distribution
-from ..training import guarded_step, run_epochs
+from ..training import adam, guarded_step, run_epochs
 from .low_rank_gp import LowRankViewObjectGP
 
 
@@ -127,8 +127,8 @@ def fit_gppvae(
     epoch (minus the objective, per image). ``loop_options`` go to :func:`~gpytorch_vae.training.run_epochs`."""
     num_data = len(x)
     networks = [p for name, p in model.vae.named_parameters() if p.requires_grad]
-    net_optimizer = torch.optim.Adam(networks, lr=lr)
-    gp_optimizer = torch.optim.Adam([p for p in model.gp.parameters() if p.requires_grad], lr=gp_lr)
+    net_optimizer = adam(networks, lr=lr)
+    gp_optimizer = adam([p for p in model.gp.parameters() if p.requires_grad], lr=gp_lr)
     state = {"epoch": 0, "phase": "vae", "anchor": None}
 
     def batches():  # called once at the start of each epoch

@@ -1,5 +1,6 @@
 """Encoders and decoders of the papers' experiments."""
 
+from .compile import compile_networks, compiler_available
 from .conv import ConvDecoder, ConvEncoder
 from .init import INITIALISATIONS, keras_init_, truncated_normal_init_
 from .mlp import MLPDecoder, MLPEncoder
@@ -10,6 +11,8 @@ __all__ = [
     "ConvEncoder",
     "MLPDecoder",
     "MLPEncoder",
+    "compile_networks",
+    "compiler_available",
     "keras_init_",
     "truncated_normal_init_",
 ]

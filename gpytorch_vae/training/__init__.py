@@ -2,18 +2,21 @@
 
 from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint, write_json
 from .loop import NonFiniteLossError, guarded_step, run_epochs
-from .trainers import fit_geco, fit_svi, trainable_parameters
+from .trainers import adam, fit_geco, fit_svi, geco_step, svi_step, trainable_parameters
 
 __all__ = [
     "CheckpointError",
+    "adam",
     "NonFiniteLossError",
     "atomic_write",
     "fit_geco",
     "fit_svi",
+    "geco_step",
     "guarded_step",
     "load_checkpoint",
     "run_epochs",
     "save_checkpoint",
+    "svi_step",
     "trainable_parameters",
     "write_json",
 ]

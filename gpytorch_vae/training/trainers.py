@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from pyro.infer import TraceMeanField_ELBO
+from torch import Tensor
 
 from ..objectives import ScaledLossOptimizer
 from .loop import NONFINITE, guarded_step, run_epochs
@@ -16,6 +18,17 @@ def trainable_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in module.parameters() if p.requires_grad]
 
 
+def adam(parameters, lr: float = 1e-3) -> torch.optim.Adam:
+    """:class:`torch.optim.Adam` with its fused implementation where the parameters' devices support it (CPU and
+    CUDA: one kernel for all parameters, about 4x faster than the default for the rotated-MNIST models on one CPU
+    thread), else the default one. The update is Adam's either way."""
+    parameters = list(parameters)
+    try:
+        return torch.optim.Adam(parameters, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(parameters, lr=lr)
+
+
 def _check(lr: float, on_nonfinite: str, max_grad_norm: float | None) -> None:
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr}")
@@ -23,6 +36,61 @@ def _check(lr: float, on_nonfinite: str, max_grad_norm: float | None) -> None:
         raise ValueError(f"on_nonfinite must be one of {NONFINITE}, got {on_nonfinite!r}")
     if max_grad_norm is not None and not max_grad_norm > 0:
         raise ValueError(f"max_grad_norm must be positive, got {max_grad_norm}")
+
+
+def svi_step(
+    vae,
+    optimizer: torch.optim.Optimizer,
+    num_data: int | None,
+    loss_scale: float = 1.0,
+    direct: bool = False,
+    max_grad_norm: float | None = None,
+    on_nonfinite: str = "raise",
+) -> Callable[[Tensor, Tensor], dict | None]:
+    """One training step of :func:`fit_svi` as a function of a batch ``(x, y)``: the loss, a guarded backward and
+    optimiser step; returns the logged values (``None`` for a skipped step)."""
+    elbo = TraceMeanField_ELBO()
+
+    def loss_of(x, y):
+        if direct:
+            return -vae.elbo_terms(x, y, num_data)["elbo"]
+        return elbo.differentiable_loss(vae.model, vae.guide, x, y, num_data)
+
+    def step(x, y):
+        loss = loss_scale * loss_of(x, y)
+        if not guarded_step(loss, optimizer, max_grad_norm, on_nonfinite):
+            return None
+        return {"loss": loss.item()}
+
+    return step
+
+
+def geco_step(
+    vae,
+    geco,
+    optimizer: ScaledLossOptimizer,
+    num_data: int | None,
+    max_grad_norm: float | None = None,
+    on_nonfinite: str = "raise",
+) -> Callable[[Tensor, Tensor], dict | None]:
+    """One training step of :func:`fit_geco` as a function of a batch ``(x, y)`` (see :func:`svi_step`)."""
+
+    def step(x, y):
+        terms = vae.elbo_terms(x, y, num_data, reconstruction=False)
+        constraint = geco.constraint(y, terms["decoded"], vae.observation_dims)
+        loss = geco.loss(terms["kl"], constraint)  # divided by 2 ** geco.loss_exponent
+        exponent = geco.loss_exponent
+        if not guarded_step(loss, optimizer, max_grad_norm, on_nonfinite, lambda: optimizer.step(exponent)):
+            return None
+        geco.update()
+        return {
+            "kl": terms["kl"].item(),
+            "mse": constraint.item() + geco.kappa2,
+            "log10_lambda": geco.log_lagrange_multiplier.item() / math.log(10.0),
+            "loss": loss.item() * 2.0**exponent,
+        }
+
+    return step
 
 
 def fit_svi(
@@ -56,19 +124,8 @@ def fit_svi(
     :return: the mean loss per epoch (of this call).
     """
     _check(lr, on_nonfinite, max_grad_norm)
-    optimizer = torch.optim.Adam(trainable_parameters(vae), lr=lr)
-    elbo = TraceMeanField_ELBO()
-
-    def loss_of(x, y):
-        if direct:
-            return -vae.elbo_terms(x, y, num_data)["elbo"]
-        return elbo.differentiable_loss(vae.model, vae.guide, x, y, num_data)
-
-    def step(x, y):
-        loss = loss_scale * loss_of(x, y)
-        if not guarded_step(loss, optimizer, max_grad_norm, on_nonfinite):
-            return None
-        return {"loss": loss.item()}
+    optimizer = adam(trainable_parameters(vae), lr=lr)
+    step = svi_step(vae, optimizer, num_data, loss_scale, direct, max_grad_norm, on_nonfinite)
 
     def state() -> dict:
         return {"model": vae.state_dict(), "optimizer": optimizer.state_dict()}
@@ -102,22 +159,8 @@ def fit_geco(
     scaled loss); checkpoints also hold the GECO state.
     """
     _check(lr, on_nonfinite, max_grad_norm)
-    optimizer = ScaledLossOptimizer(torch.optim.Adam(trainable_parameters(vae), lr=lr))
-
-    def step(x, y):
-        terms = vae.elbo_terms(x, y, num_data)
-        constraint = geco.constraint(y, terms["decoded"], vae.observation_dims)
-        loss = geco.loss(terms["kl"], constraint)  # divided by 2 ** geco.loss_exponent
-        exponent = geco.loss_exponent
-        if not guarded_step(loss, optimizer, max_grad_norm, on_nonfinite, lambda: optimizer.step(exponent)):
-            return None
-        geco.update()
-        return {
-            "kl": terms["kl"].item(),
-            "mse": constraint.item() + geco.kappa2,
-            "log10_lambda": geco.log_lagrange_multiplier.item() / math.log(10.0),
-            "loss": loss.item() * 2.0**exponent,
-        }
+    optimizer = ScaledLossOptimizer(adam(trainable_parameters(vae), lr=lr))
+    step = geco_step(vae, geco, optimizer, num_data, max_grad_norm, on_nonfinite)
 
     def state() -> dict:
         return {"model": vae.state_dict(), "geco": geco.state_dict(), "optimizer": optimizer.state_dict()}

@@ -105,7 +105,7 @@ class AmortizedHybridPosterior:
         ``whitened_values`` broadcast), from the prior terms this posterior already holds."""
         self._batch()
         mean, variance = self.prior_terms.marginals(whitened_values, None)
-        return Normal(mean, variance.sqrt())
+        return Normal(mean, variance.sqrt(), validate_args=False)  # variances >= jitter by construction
 
     def data_marginals(self) -> Normal:
         r""":math:`q_S(f_i)` at the batch inputs, marginals ``(*batch, b)``."""

@@ -82,7 +82,7 @@ def whitened_titsias_posterior(stats: WhitenedLatentStatistics, scale: float) ->
     eye = torch.eye(precision.size(-1), dtype=precision.dtype, device=precision.device).expand_as(upper)
     scale_tril = torch.linalg.solve_triangular(upper.mT, eye, upper=False)  # = upper^{-T}, lower triangular
     mean = scale * (scale_tril @ (scale_tril.mT @ stats.projected_targets.unsqueeze(-1))).squeeze(-1)
-    return MultivariateNormal(mean, scale_tril=scale_tril)
+    return MultivariateNormal(mean, scale_tril=scale_tril, validate_args=False)  # a Cholesky factor by construction
 
 
 def whitened_prior(batch_shape: torch.Size, num_inducing: int, like: Tensor) -> MultivariateNormal:

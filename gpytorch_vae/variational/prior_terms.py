@@ -20,7 +20,8 @@ class WhitenedPriorTerms:
     :ivar chol: lower :math:`\mathbf L` with :math:`\mathbf L\mathbf L^\top = \mathbf K_{mm} + \epsilon\mathbf I`.
     :ivar interp: :math:`\boldsymbol\Phi = \mathbf L^{-1}\mathbf K_{mX}`, ``(*batch, m, n)``.
     :ivar data_mean: :math:`m(\mathbf X)`, ``(*batch, n)``.
-    :ivar data_covar: lazy :math:`\mathbf K_{XX}`, ``(*batch, n, n)``.
+    :ivar data_variance: :math:`\mathrm{diag}\,\mathbf K_{XX}`, ``(*batch, n)``.
+    :ivar data_covar: lazy :math:`\mathbf K_{XX}`, ``(*batch, n, n)`` (evaluated only for full predictive covariances).
     :ivar jitter: :math:`\epsilon`, also added to predictive variances (as GPyTorch does), so that a prior
         conditional at an inducing input stays a proper distribution.
     """
@@ -29,31 +30,36 @@ class WhitenedPriorTerms:
     chol: Tensor
     interp: Tensor
     data_mean: Tensor
+    data_variance: Tensor
     data_covar: LinearOperator
     jitter: float
 
     @classmethod
     def compute(cls, prior_model, x: Tensor, inducing_points: Tensor, jitter: float, **kwargs) -> "WhitenedPriorTerms":
-        """Evaluate the GP prior ``prior_model.forward`` once on :math:`[\\mathbf U; \\mathbf X]` (as GPyTorch's
-        ``VariationalStrategy`` does, so models whose ``forward`` transforms inputs, e.g. GP-LVM look-ups, work)."""
+        r"""Evaluate the GP prior ``prior_model.forward`` once on :math:`[\mathbf U; \mathbf X]` (as GPyTorch's
+        ``VariationalStrategy`` does, so models whose ``forward`` transforms inputs, e.g. GP-LVM look-ups, work). Of
+        its lazy covariance only two blocks are evaluated: the rows of :math:`\mathbf U`, :math:`[\mathbf K_{mm}\,
+        \mathbf K_{mX}]` (one kernel evaluation), and the diagonal of :math:`\mathbf K_{XX}`."""
         batch_shape = torch.broadcast_shapes(inducing_points.shape[:-2], x.shape[:-2])
         inducing_points = inducing_points.expand(*batch_shape, *inducing_points.shape[-2:])
         x = x.expand(*batch_shape, *x.shape[-2:])
         num_inducing = inducing_points.size(-2)
         full_output = prior_model.forward(torch.cat([inducing_points, x], dim=-2), **kwargs)
         full_covar = full_output.lazy_covariance_matrix
-        induc_induc = to_dense(full_covar[..., :num_inducing, :num_inducing])
+        rows = to_dense(full_covar[..., :num_inducing, :])  # one kernel evaluation for K_mm and K_mX
+        induc_induc = rows[..., :num_inducing]
         induc_induc = induc_induc + jitter * torch.eye(num_inducing, dtype=induc_induc.dtype, device=induc_induc.device)
         # psd_safe_cholesky retries with more jitter and warns (NumericalWarning); it raises NotPSDError on failure.
         chol = psd_safe_cholesky(induc_induc)
-        induc_data = to_dense(full_covar[..., :num_inducing, num_inducing:])
-        interp = torch.linalg.solve_triangular(chol, induc_data, upper=False)
+        interp = torch.linalg.solve_triangular(chol, rows[..., num_inducing:], upper=False)
+        data_covar = full_covar[..., num_inducing:, num_inducing:]
         return cls(
             inducing_mean=full_output.mean[..., :num_inducing],
             chol=chol,
             interp=interp,
             data_mean=full_output.mean[..., num_inducing:],
-            data_covar=full_covar[..., num_inducing:, num_inducing:],
+            data_variance=data_covar.diagonal(dim1=-1, dim2=-2),
+            data_covar=data_covar,
             jitter=jitter,
         )
 
@@ -63,7 +69,7 @@ class WhitenedPriorTerms:
         interp = self.interp
         mean = self.data_mean + (interp.mT @ whitened_values.unsqueeze(-1)).squeeze(-1)
         # k_ii - q_ii >= 0 in exact arithmetic; clamp the round-off.
-        variance = (self.data_covar.diagonal(dim1=-1, dim2=-2) - interp.square().sum(-2)).clamp_min(0.0)
+        variance = (self.data_variance - interp.square().sum(-2)).clamp_min(0.0)
         if whitened_covar_root is not None:
             variance = variance + (whitened_covar_root.mT @ interp).square().sum(-2)
         return mean, variance + self.jitter

@@ -1,0 +1,217 @@
+"""Time of one training step of every model against its plain-network floor, eager and compiled.
+
+python benchmarks/step_time.py --threads 1 --rounds 7 --json benchmarks/results/step_time_1thread.json
+
+For each model the *step* is the trainer's own step function (``gpytorch_vae.training.geco_step`` / ``svi_step``)
+on the protocol's batches; GPPVAE's phases are timed as whole ``fit_gppvae`` epochs (their per-epoch Taylor anchor
+included) divided by the steps of an epoch. The *floor* is the same networks as a plain PyTorch VAE step: encoder,
+reparameterised sample, decoder, the model's likelihood, N(0, I) KL, Adam; no Pyro, no GP (Deep SVIGP: its decoder
+alone). Both run eagerly and with the networks under ``torch.compile``; compile time is reported separately. All
+variants take turns, ``--rounds`` rounds of ``--steps`` steps, so they see the same machine; the table reports
+medians over rounds and the ratio step / floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import common
+import numpy as np
+import pyro
+import torch
+from experiments import moving_ball as ball
+from experiments.rotated_mnist import KAPPA2, MODELS, build_model, model_splits
+
+from gpytorch_vae import GECO
+from gpytorch_vae.baselines import fit_gppvae
+from gpytorch_vae.data import MovingBallGenerator, MovingBallStream, load_rotated_mnist
+from gpytorch_vae.nn import compile_networks
+from gpytorch_vae.objectives import ScaledLossOptimizer
+from gpytorch_vae.training import adam as fused_adam
+from gpytorch_vae.training import geco_step, svi_step, trainable_parameters
+
+ROTATED = ("svgpvae", "cvae", "fgpvae", "deep-svigp", "deep-svigp-mean")
+GPPVAE_PHASES = {"gppvae VAE phase": (1, 0, 0), "gppvae GP phase": (0, 1, 0), "gppvae joint phase": (0, 0, 1)}
+BALL = ("vae", "gpvae", "svgpvae")
+
+
+@dataclass
+class Variant:
+    name: str
+    step: Callable
+    batches: list
+    networks: list = field(default_factory=list)  # compiled when the variant is
+    steps_per_call: int = 1
+    compile_seconds: float | None = None
+    times: list = field(default_factory=list)
+
+    def warm_up(self) -> None:
+        start = time.perf_counter()
+        for batch in self.batches:
+            self.step(*batch)
+        self.compile_seconds = time.perf_counter() - start
+
+    def time(self, count: int) -> None:
+        batches = itertools.cycle(self.batches)
+        start = time.perf_counter()
+        for _ in range(count):
+            self.step(*next(batches))
+        self.times.append((time.perf_counter() - start) / (count * self.steps_per_call))
+
+
+def plain_step(encoder, decoder, likelihood: str, latent_dim: int, condition=None):
+    """The floor: the networks as a plain VAE step (``encoder=None``: the decoder on N(0, I) codes)."""
+    params = list(decoder.parameters()) + ([] if encoder is None else list(encoder.parameters()))
+    optimizer = torch.optim.Adam(params, lr=1e-3)
+
+    def step(x, y):
+        extra = () if condition is None else (condition(x),)
+        if encoder is None:
+            z, kl = torch.randn(*y.shape[:-2], latent_dim), 0.0
+        else:
+            mean, log_var = encoder(y, *extra)
+            z = mean + (0.5 * log_var).exp() * torch.randn_like(mean)
+            kl = 0.5 * (log_var.exp() + mean.square() - 1.0 - log_var).sum()
+        out = decoder(z, *extra).reshape(y.shape)
+        if likelihood == "bernoulli":
+            rec = -torch.nn.functional.binary_cross_entropy_with_logits(out, y, reduction="sum")
+        else:
+            rec = -0.5 * (out - y).square().sum()
+        loss = kl - rec
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def adam(model):
+    return fused_adam(trainable_parameters(model), lr=1e-3)
+
+
+def rotated_variants(name: str, data) -> tuple[Variant, Variant]:
+    train, _, _ = model_splits(name, data)
+    x, y = train.tensors()
+    batches = list(zip(x.split(MODELS[name].batch_size), y.split(MODELS[name].batch_size)))[:3]
+    pyro.set_rng_seed(0)
+    model = build_model(name, data, train)
+    if name.startswith("deep-svigp"):
+        if name == "deep-svigp":
+            step = svi_step(model, adam(model), len(x))
+        else:
+            optimizer = adam(model)
+
+            def step(xb, yb):
+                loss = -model.mean_decoded_elbo(xb, yb, len(x))["elbo"]
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+
+        decoder = copy.deepcopy(model.decoder)
+        floor = plain_step(None, decoder, "gaussian", 16)
+        return Variant(name, step, batches, [model.decoder]), Variant(name + " floor", floor, batches, [decoder])
+    if MODELS[name].train.__name__ == "train_geco":
+        step = geco_step(model, GECO(kappa2=KAPPA2), ScaledLossOptimizer(adam(model)), len(x))
+    else:
+        step = svi_step(model, adam(model), len(x), direct=True)
+    encoder, decoder = copy.deepcopy(model.encoder), copy.deepcopy(model.decoder)
+    floor = plain_step(encoder, decoder, model.likelihood, model.latent_dim, model.condition_features)
+    return (
+        Variant(name, step, batches, [model.encoder, model.decoder]),
+        Variant(name + " floor", floor, batches, [encoder, decoder]),
+    )
+
+
+def gppvae_variant(phase: str, data) -> Variant:
+    train = data.train()
+    x, y = train.tensors()
+    pyro.set_rng_seed(0)
+    model = build_model("gppvae", data, train)
+    vae_epochs, gp_epochs, joint_epochs = GPPVAE_PHASES[phase]
+
+    order = torch.from_numpy(np.lexsort((x[:, 1].numpy(), x[:, 0].numpy())))  # whole digits per batch
+    x, y = x[order], y[order]
+
+    def epoch():  # one epoch of the phase, its Taylor anchor included
+        fit_gppvae(model, x, y, vae_epochs, gp_epochs, joint_epochs, progress=False)
+
+    steps = -(-len(x) // 256)
+    networks = [model.vae.encoder, model.vae.decoder]
+    return Variant(phase, lambda: epoch(), [()], networks if phase != "gppvae GP phase" else [], steps_per_call=steps)
+
+
+def ball_variants(name: str) -> tuple[Variant, Variant]:
+    pyro.set_rng_seed(0)
+    model = ball.build_model(name, num_inducing=15)
+    stream = MovingBallStream(MovingBallGenerator(), 35, seed=0)
+    batches = [(ball.gp_inputs(b), b.frames) for b in itertools.islice(stream, 3)]
+    step = svi_step(model, adam(model), None, loss_scale=1 / 35, direct=True)
+    encoder, decoder = copy.deepcopy(model.encoder), copy.deepcopy(model.decoder)
+    floor = plain_step(encoder, decoder, "bernoulli", 2)
+    return (
+        Variant("ball " + name, step, batches, [model.encoder, model.decoder]),
+        Variant("ball " + name + " floor", floor, batches, [encoder, decoder]),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=6, help="steps per variant and round")
+    parser.add_argument("--models", nargs="+", default=[*ROTATED, *GPPVAE_PHASES, *("ball " + b for b in BALL)])
+    parser.add_argument("--modes", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"])
+    parser.add_argument("--json", default="benchmarks/results/step_time.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    data = load_rotated_mnist()
+    variants = []
+    for mode in args.modes:
+        for name in args.models:
+            if name in ROTATED:
+                pair = rotated_variants(name, data)
+            elif name in GPPVAE_PHASES:
+                pair = (gppvae_variant(name, data),)
+            else:
+                pair = ball_variants(name.removeprefix("ball "))
+            for variant in pair:
+                variant.name += f" [{mode}]"
+                if mode == "compiled" and variant.networks:
+                    compile_networks(*variant.networks, enabled=True)
+                variant.warm_up()
+                variants.append(variant)
+    for _ in range(args.rounds):
+        for variant in variants:
+            variant.time(1 if variant.steps_per_call > 1 else args.steps)
+    rows = []
+    by_name = {v.name: v for v in variants}
+    for variant in variants:
+        if " floor" in variant.name:
+            continue
+        ms = 1e3 * statistics.median(variant.times)
+        floor = by_name.get(variant.name.replace(" [", " floor ["))
+        floor_ms = 1e3 * statistics.median(floor.times) if floor else None
+        rows.append({
+            "model": variant.name,
+            "step_ms": ms,
+            "floor_ms": floor_ms,
+            "ratio": ms / floor_ms if floor_ms else None,
+            "warm_up_s": variant.compile_seconds,
+        })  # fmt: skip
+    print(f"threads {args.threads}, {args.rounds} rounds x {args.steps} steps, medians")
+    columns = ["model", "step_ms", "floor_ms", "ratio", "warm_up_s"]
+    print(
+        common.markdown_table(rows, columns, {"step_ms": ".1f", "floor_ms": ".1f", "ratio": ".2f", "warm_up_s": ".1f"})
+    )
+    common.save(args.json, {"machine": common.machine(), "rounds": args.rounds, "steps": args.steps, "rows": rows,
+                            "times": {v.name: v.times for v in variants}})  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
