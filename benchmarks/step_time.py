@@ -6,7 +6,8 @@ For each model the *step* is the trainer's own step function (``gpytorch_vae.tra
 on the protocol's batches; GPPVAE's phases are timed as whole ``fit_gppvae`` epochs (their per-epoch Taylor anchor
 included) divided by the steps of an epoch. The *floor* is the same networks as a plain PyTorch VAE step: encoder,
 reparameterised sample, decoder, the model's likelihood, N(0, I) KL, Adam; no Pyro, no GP (Deep SVIGP: its decoder
-alone). Both run eagerly and with the networks under ``torch.compile``; compile time is reported separately. All
+alone). Both run eagerly and with the networks (and, for the step, the SVGP-VAE's GP core,
+``gpytorch_vae.settings.compile_gp``) under ``torch.compile``; compile time is reported separately. All
 variants take turns, ``--rounds`` rounds of ``--steps`` steps, so they see the same machine; the table reports
 medians over rounds and the ratio step / floor.
 """
@@ -28,6 +29,7 @@ import torch
 from experiments import moving_ball as ball
 from experiments.rotated_mnist import KAPPA2, MODELS, build_model, model_splits
 
+import gpytorch_vae
 from gpytorch_vae import GECO
 from gpytorch_vae.baselines import fit_gppvae
 from gpytorch_vae.data import MovingBallGenerator, MovingBallStream, load_rotated_mnist
@@ -103,7 +105,7 @@ def rotated_variants(name: str, data) -> tuple[Variant, Variant]:
     model = build_model(name, data, train)
     if name.startswith("deep-svigp"):
         if name == "deep-svigp":
-            step = svi_step(model, adam(model), len(x))
+            step = svi_step(model, adam(model), len(x), direct=True)
         else:
             optimizer = adam(model)
 
@@ -173,6 +175,7 @@ def main() -> None:
     data = load_rotated_mnist()
     variants = []
     for mode in args.modes:
+        gpytorch_vae.settings.compile_gp.set(mode == "compiled")
         for name in args.models:
             if name in ROTATED:
                 pair = rotated_variants(name, data)
@@ -188,6 +191,7 @@ def main() -> None:
                 variants.append(variant)
     for _ in range(args.rounds):
         for variant in variants:
+            gpytorch_vae.settings.compile_gp.set(variant.name.endswith("[compiled]"))
             variant.time(1 if variant.steps_per_call > 1 else args.steps)
     rows = []
     by_name = {v.name: v for v in variants}

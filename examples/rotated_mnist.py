@@ -9,7 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from experiments.cli import add_common, apply_threads, nonnegative_int, positive_float, positive_int
+from experiments.cli import (
+    COMPILE,
+    add_common,
+    add_compile,
+    apply_threads,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 from experiments.rotated_mnist import MODELS, run
 
 
@@ -26,12 +34,16 @@ def main() -> None:
                         help="gppvae: joint epochs (Taylor trick) after the protocol's VAE and GP phases")  # fmt: skip
     parser.add_argument("--eval-every", type=nonnegative_int, default=0,
                         help="record the test MSE every N epochs (a learning curve; never used to select)")  # fmt: skip
-    parser.add_argument("--init", choices=("torch", "keras"), default="torch",
-                        help="network initialisation: PyTorch's defaults or Keras' (the reference code's)")  # fmt: skip
+    parser.add_argument("--init", choices=("torch", "keras"), default=None,
+                        help="network initialisation: PyTorch's defaults or Keras' (the reference code's); default: "
+                        "the model's (docs/results.md)")  # fmt: skip
+    parser.add_argument("--lambda-max", type=positive_float, default=None,
+                        help="bound on GECO's lambda (default: the model's; none for svgpvae)")  # fmt: skip
     parser.add_argument("--network-dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--shuffle", action="store_true", help="a new random batch order every epoch")
     parser.add_argument("--no-plots", action="store_true", help="do not draw figures (no matplotlib needed)")
     add_common(parser, out="runs/rotated_mnist")
+    add_compile(parser)
     args = parser.parse_args()
     if args.extrapolate and args.model != "fgpvae":
         parser.error("--extrapolate needs --model fgpvae")
@@ -40,7 +52,8 @@ def main() -> None:
         model=args.model, epochs=args.epochs, seed=args.seed, data_dir=args.data_dir, device=args.device,
         out=args.out, resume=args.resume, lr=args.lr, joint_epochs=args.gppvae_joint_epochs,
         extrapolate=args.extrapolate, eval_every=args.eval_every, plots=not args.no_plots, init=args.init,
-        network_dtype=args.network_dtype, shuffle=args.shuffle,
+        network_dtype=args.network_dtype, shuffle=args.shuffle, lambda_max=args.lambda_max,
+        compile=COMPILE[args.compile],
     )  # fmt: skip
     print(json.dumps(metrics, indent=2))
 

@@ -34,3 +34,33 @@ class validate_values:
         if cls._state is None:
             return tensor.device.type == "cpu"
         return cls._state
+
+
+class compile_gp:
+    """Whether the pure-tensor core of the SVGP-VAE step (:func:`gpytorch_vae.variational.fused.sample_and_kl`: Eq. 9,
+    the draws and the KL, after the kernel evaluation) runs under :func:`torch.compile`. Off by default (compiling
+    takes seconds per batch shape); the examples turn it on with ``--compile``.
+
+    >>> gpytorch_vae.settings.compile_gp.set(True)  # or: with gpytorch_vae.settings.compile_gp(True): ...
+    """
+
+    _state = False
+
+    def __init__(self, state: bool = True):
+        self.state = bool(state)
+
+    def __enter__(self):
+        self.prev = compile_gp._state
+        compile_gp._state = self.state
+
+    def __exit__(self, *args):
+        compile_gp._state = self.prev
+        return False
+
+    @classmethod
+    def on(cls) -> bool:
+        return cls._state
+
+    @classmethod
+    def set(cls, state: bool) -> None:
+        cls._state = bool(state)

@@ -149,3 +149,15 @@ class TestLossScaling:
         other = ScaledLossOptimizer(torch.optim.Adam([p], lr=0.1))
         other.load_state_dict(saved)
         assert other.exponent == 5 and other.base_eps == [1e-8]
+
+
+def test_a_huge_exponent_jump_saturates_instead_of_raising():
+    """A diverged batch can move lambda's exponent by more than float range in one step (seen with FGP-VAE)."""
+    p = torch.nn.Parameter(torch.ones(3))
+    optimizer = ScaledLossOptimizer(torch.optim.Adam([p], lr=0.1))
+    p.square().sum().backward()
+    optimizer.step(0)
+    optimizer.rescale(5000)
+    assert optimizer.optimizer.state[p]["exp_avg"].abs().max() == 0
+    optimizer.rescale(0)  # back: saturated, finite
+    assert torch.isfinite(optimizer.optimizer.state[p]["exp_avg_sq"]).all()

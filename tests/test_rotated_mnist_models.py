@@ -10,7 +10,7 @@ from experiments.rotated_mnist import MODELS, angle_features, build_model, evalu
 from pyro.infer import TraceMeanField_ELBO
 
 from gpytorch_vae.data.rotated_mnist import ImageSplit, RotatedMNIST
-from gpytorch_vae.kernels import ObjectViewInputs, view_object_kernel
+from gpytorch_vae.kernels import ObjectViewInputs, ViewObjectKernel, view_object_kernel
 from gpytorch_vae.nn import ConvDecoder, ConvEncoder
 
 
@@ -148,7 +148,9 @@ def test_cvae_generation_averages_codes_per_digit(benchmark, small):
     torch.testing.assert_close(result["generated"], images, atol=1e-6, rtol=0)
 
 
-def test_deep_svigp_loss_is_the_svgp_elbo(benchmark, small):
+@pytest.mark.parametrize("path", ["svi", "direct"])
+def test_deep_svigp_loss_is_the_svgp_elbo(benchmark, small, path):
+    """The Pyro SVI loss and the direct elbo_terms both estimate minus the SVGP ELBO (Monte Carlo, power check)."""
     train, _ = small
     model = build_model("deep-svigp", benchmark, train)
     x, y = train.tensors()
@@ -160,7 +162,11 @@ def test_deep_svigp_loss_is_the_svgp_elbo(benchmark, small):
         q_u = gp.variational_strategy._variational_distribution
         q_u.variational_mean.normal_(0, 0.5)
         q_u.chol_variational_covar.mul_(0.1)  # small q(f) variances: a precise Monte Carlo check
-    losses = torch.tensor([TraceMeanField_ELBO().loss(model.model, model.guide, x, y, 60) for _ in range(100)])
+    if path == "svi":
+        losses = torch.tensor([TraceMeanField_ELBO().loss(model.model, model.guide, x, y, 60) for _ in range(100)])
+    else:
+        with torch.no_grad():
+            losses = torch.tensor([-model.elbo_terms(x, y, 60)["elbo"].item() for _ in range(100)])
     q_f = gp(model.gp_inputs(x))
     kl = gp.variational_strategy.kl_divergence().sum()
     assert kl > 1.0
@@ -193,3 +199,18 @@ def test_resume_continues_with_the_same_optimizer_state(benchmark, small, tmp_pa
     assert len(ran) == 1 and torch.load(path, weights_only=False)["epoch"] == 3
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value, atol=1e-6, rtol=1e-5, msg=key)
+
+
+def test_view_object_kernel_class_equals_the_composition():
+    composed = view_object_kernel(8, lengthscale=0.7, outputscale=1.3, dtype=torch.float64)
+    single = ViewObjectKernel(8, lengthscale=0.7, outputscale=1.3, dtype=torch.float64)
+    x, y = torch.randn(6, 9, dtype=torch.float64) * 3, torch.randn(5, 9, dtype=torch.float64) * 3
+    torch.testing.assert_close(single(x, y).to_dense(), composed(x, y).to_dense(), atol=1e-13, rtol=0)
+    torch.testing.assert_close(single(x, diag=True), composed(x, diag=True), atol=1e-13, rtol=0)
+    # the same parameters: gradients w.r.t. a^2 and l^2 agree
+    (single(x, y).to_dense().sum()).backward()
+    (composed(x, y).to_dense().sum()).backward()
+    periodic = composed.kernels[0]
+    torch.testing.assert_close(single.raw_outputscale.grad, periodic.raw_outputscale.grad.reshape(()))
+    torch.testing.assert_close(single.raw_lengthscale.grad, periodic.base_kernel.raw_lengthscale.grad.reshape(()))
+    assert {n for n, p in single.named_parameters() if p.requires_grad} == {"raw_outputscale", "raw_lengthscale"}

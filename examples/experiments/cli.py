@@ -50,3 +50,12 @@ def add_common(parser: argparse.ArgumentParser, out: str) -> None:
 def apply_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
+
+
+def add_compile(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                        help="torch.compile the networks and the GP core: auto (default) where a C++ compiler or "
+                        "Triton is available, else eager with a warning")  # fmt: skip
+
+
+COMPILE = {"auto": None, "on": True, "off": False}

@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -15,13 +17,14 @@ import torch
 from scipy.stats import gaussian_kde
 from torch import Tensor
 
+import gpytorch_vae
 from gpytorch_vae import GECO, GPVAE
 from gpytorch_vae.baselines import GPPVAE, DeepSVIGP, LowRankViewObjectGP, SVIGPLatentGP, fit_gppvae
 from gpytorch_vae.data import ImageSplit, RotatedMNIST, factorized_splits, load_rotated_mnist
 from gpytorch_vae.data.rotated_mnist import ANGLES_DEG
 from gpytorch_vae.gps import SparseLatentGP
-from gpytorch_vae.kernels import ObjectViewInputs, fixed_periodic_kernel, view_object_kernel
-from gpytorch_vae.nn import INITIALISATIONS, ConvDecoder, ConvEncoder
+from gpytorch_vae.kernels import ObjectViewInputs, ViewObjectKernel, fixed_periodic_kernel, view_object_kernel
+from gpytorch_vae.nn import INITIALISATIONS, ConvDecoder, ConvEncoder, compile_networks
 from gpytorch_vae.priors import FactorizedLatentPrior, IndependentLatentPrior, SparseLatentPrior
 from gpytorch_vae.training import adam, fit_geco, fit_svi, guarded_step, run_epochs, trainable_parameters, write_json
 
@@ -57,9 +60,14 @@ def inducing_init(train: ImageSplit, per_angle: int = INDUCING_PER_ANGLE, seed: 
 GAUSSIAN_VAE = dict(likelihood="gaussian", observation_dims=2, min_variance=1e-3, max_variance=10.0)
 
 
-def object_view_gp_parts(data: RotatedMNIST, gp_dtype: torch.dtype):
-    """The view x object kernel and the GP-LVM vectors (initialised from the PCA scores)."""
-    return view_object_kernel(data.pca.shape[1], dtype=gp_dtype), ObjectViewInputs(torch.tensor(data.pca)).to(gp_dtype)
+def object_view_gp_parts(data: RotatedMNIST, gp_dtype: torch.dtype, composed: bool = False):
+    """The view x object kernel (one :class:`ViewObjectKernel`, or, ``composed``, GPyTorch's kernels as
+    :func:`view_object_kernel` builds them: the same function) and the GP-LVM vectors (from the PCA scores)."""
+    object_dim = data.pca.shape[1]
+    kernel = (
+        view_object_kernel(object_dim, dtype=gp_dtype) if composed else ViewObjectKernel(object_dim, dtype=gp_dtype)
+    )
+    return kernel, ObjectViewInputs(torch.tensor(data.pca)).to(gp_dtype)
 
 
 def build_svgpvae(data: RotatedMNIST, train: ImageSplit, seed: int, gp_dtype: torch.dtype) -> GPVAE:
@@ -84,7 +92,7 @@ def build_gppvae(data: RotatedMNIST, train: ImageSplit, seed: int, gp_dtype: tor
     GP-LVM vectors (noise initialised at 0.1)."""
     vae = GPVAE(ConvEncoder(LATENT_DIM), ConvDecoder(LATENT_DIM), IndependentLatentPrior(), LATENT_DIM,
                 likelihood="gaussian", observation_scale=GPPVAE_OBSERVATION_SCALE, observation_dims=2)  # fmt: skip
-    kernel, inputs = object_view_gp_parts(data, gp_dtype)
+    kernel, inputs = object_view_gp_parts(data, gp_dtype, composed=True)  # the low-rank GP uses its view factor
     return GPPVAE(vae, LowRankViewObjectGP(kernel, inputs, torch.tensor(np.deg2rad(ANGLES_DEG))))
 
 
@@ -125,18 +133,21 @@ def training_batches(x: Tensor, y: Tensor, batch_size: int, shuffle: bool = Fals
     return shuffled
 
 
-def train_geco(model, x, y, epochs, lr, batch_size, joint_epochs=0, shuffle=False, **loop):
-    """GECO (kappa^2 = 0.020), Adam."""
-    geco = GECO(kappa2=KAPPA2).to(x.device)
+def train_geco(model, x, y, epochs, lr, batch_size, joint_epochs=0, shuffle=False, lambda_max=math.inf, **loop):
+    """GECO (kappa^2 = 0.020, lambda below ``lambda_max``), Adam."""
+    geco = GECO(kappa2=KAPPA2, lambda_max=lambda_max).to(x.device)
     return fit_geco(model, geco, training_batches(x, y, batch_size, shuffle), len(x), epochs, lr=lr, **loop)
 
 
-def train_svi(model, x, y, epochs, lr, batch_size, joint_epochs=0, shuffle=False, **loop):
-    """The ELBO by Pyro SVI (TraceMeanField_ELBO), Adam."""
-    return fit_svi(model, training_batches(x, y, batch_size, shuffle), len(x), epochs, lr=lr, **loop)
+def train_svi(model, x, y, epochs, lr, batch_size, joint_epochs=0, shuffle=False, lambda_max=None, **loop):
+    """The ELBO (``elbo_terms``: the value and gradients of Pyro's TraceMeanField_ELBO, without the tracing), Adam."""
+    batches = training_batches(x, y, batch_size, shuffle)
+    return fit_svi(model, batches, len(x), epochs, lr=lr, direct=True, **loop)
 
 
-def train_mean_decoded(model: DeepSVIGP, x, y, epochs, lr, batch_size, joint_epochs=0, shuffle=False, **loop):
+def train_mean_decoded(
+    model: DeepSVIGP, x, y, epochs, lr, batch_size, joint_epochs=0, shuffle=False, lambda_max=None, **loop
+):
     """The reference's Deep SVIGP objective (:meth:`DeepSVIGP.mean_decoded_elbo`), Adam."""
     optimizer = adam(trainable_parameters(model), lr=lr)
 
@@ -158,7 +169,7 @@ def train_mean_decoded(model: DeepSVIGP, x, y, epochs, lr, batch_size, joint_epo
     return run_epochs(step, training_batches(x, y, batch_size, shuffle), epochs, state, load_state, **loop)
 
 
-def train_gppvae(model: GPPVAE, x, y, epochs, lr, batch_size, joint_epochs=0, shuffle=False, **loop):
+def train_gppvae(model: GPPVAE, x, y, epochs, lr, batch_size, joint_epochs=0, shuffle=False, lambda_max=None, **loop):
     """Whole digits per batch (sorted by id, angle); ``epochs / 2`` VAE epochs, ``epochs / 2`` GP epochs, then
     ``joint_epochs`` with the Taylor trick (``shuffle`` does not apply: batches must hold whole digits)."""
     order = torch.from_numpy(np.lexsort((x[:, 1].cpu().numpy(), x[:, 0].cpu().numpy())))
@@ -169,7 +180,8 @@ def train_gppvae(model: GPPVAE, x, y, epochs, lr, batch_size, joint_epochs=0, sh
 
 @dataclass(frozen=True)
 class Setup:
-    """One model of the benchmark: how to build and train it, and its protocol's epochs and batches."""
+    """One model of the benchmark: how to build and train it, its protocol's epochs and batches, and the defaults
+    the accuracy study chose (``docs/results.md``): network initialisation and GECO's bound on lambda."""
 
     build: Callable
     train: Callable
@@ -177,12 +189,14 @@ class Setup:
     batch_size: int = BATCH_SIZE
     factorized_splits: bool = False
     description: str = ""
+    init: str = "keras"
+    lambda_max: float = math.inf
 
 
 MODELS = {
     "svgpvae": Setup(build_svgpvae, train_geco, 1000, description="SVGP-VAE, GECO"),
     "cvae": Setup(build_cvae, train_svi, 1000, description="CVAE, ELBO"),
-    "gppvae": Setup(build_gppvae, train_gppvae, 200, description="GPPVAE: 100 VAE + 100 GP epochs"),
+    "gppvae": Setup(build_gppvae, train_gppvae, 200, description="GPPVAE: 100 VAE + 100 GP epochs", init="torch"),
     "deep-svigp": Setup(
         build_deep_svigp("sampled", DEEP_SVIGP_NOISE),
         train_svi,
@@ -194,9 +208,20 @@ MODELS = {
         train_mean_decoded,
         2000,
         description="Deep SVIGP, the reference's objective: posterior mean of f decoded",
+        init="torch",
     ),  # fmt: skip
-    "fgpvae": Setup(build_fgpvae, train_geco, 1000, FGP_BATCH_SIZE, True, "FGP-VAE, GECO"),
+    "fgpvae": Setup(
+        build_fgpvae, train_geco, 1000, FGP_BATCH_SIZE, True, "FGP-VAE, GECO", init="torch", lambda_max=1e6
+    ),  # fmt: skip
 }
+
+
+NETWORKS = (ConvEncoder, ConvDecoder)
+
+
+def networks(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The encoder and decoder modules of a model (what ``--compile`` compiles)."""
+    return [module for module in model.modules() if isinstance(module, NETWORKS)]
 
 
 def build_model(
@@ -291,9 +316,11 @@ def run(
     extrapolate: bool = False,
     eval_every: int = 0,
     plots: bool = True,
-    init: str = "torch",
+    init: str | None = None,
     network_dtype: str = "float32",
     shuffle: bool = False,
+    lambda_max: float | None = None,
+    compile: bool | None = None,
 ) -> dict:
     """Train one model and evaluate conditional generation at 157.5 degrees on the test images; writes (atomically)
     ``out/metrics.json`` (``mse``, ``mse_sample``, ``seconds_per_epoch``, ``epochs``, ``model``, ...),
@@ -301,7 +328,9 @@ def run(
     ``out/generations.png`` and a checkpoint per epoch (``out/checkpoint.pt``, continued with ``resume``).
     ``epochs`` defaults to the protocol's. FGP-VAE uses its own splits; with ``extrapolate`` it also reports
     ``mse_extrapolation`` on the 40 unseen digits and draws ``out/unseen_digits.png``. ``init``, ``network_dtype``
-    and ``shuffle`` are the factors of the accuracy study (``docs/results.md``)."""
+    and ``shuffle`` are the factors of the accuracy study (``docs/results.md``); ``init`` and ``lambda_max`` default to
+    the model's :class:`Setup`. ``compile``: ``True``/``False``, or ``None`` for "where a compiler is available"
+    (networks and the GP core under :func:`torch.compile`; the first epoch's extra time is ``compile_seconds``)."""
     if model not in MODELS:
         raise ValueError(f"model must be one of {tuple(MODELS)}, got {model!r}")
     setup = MODELS[model]
@@ -314,17 +343,22 @@ def run(
     pyro.set_rng_seed(seed)
     pyro.clear_param_store()
     dtype = {"float32": torch.float32, "float64": torch.float64}[network_dtype]
+    init = setup.init if init is None else init
+    lambda_max = setup.lambda_max if lambda_max is None else lambda_max
     net = build_model(model, data, train, seed=seed, init=init, network_dtype=dtype).to(device)
+    compiled = compile_networks(*networks(net), enabled=compile, device_type=torch.device(device).type)
+    gpytorch_vae.settings.compile_gp.set(compiled)
     x, y = train.tensors(device)
     trace = EvaluationTrace(net, train, test, eval_every, device)
     start = time.perf_counter()
     history = {}
     losses = setup.train(
-        net, x, y, epochs, lr, setup.batch_size, joint_epochs=joint_epochs, shuffle=shuffle,
+        net, x, y, epochs, lr, setup.batch_size, joint_epochs=joint_epochs, shuffle=shuffle, lambda_max=lambda_max,
         checkpoint=os.path.join(out, "checkpoint.pt"), resume=resume, progress=progress, callback=trace,
         extra_state={"evaluation": trace}, history=history,
     )  # fmt: skip
-    seconds_per_epoch = (time.perf_counter() - start) / len(losses) if losses else None
+    seconds = history.get("seconds", [])[-len(losses) :] if losses else []
+    steady = seconds[1:] if len(seconds) > 1 else seconds
     results = evaluate(net, train, test, device)
     metrics = {
         "model": model,
@@ -332,12 +366,17 @@ def run(
         "epochs": epochs + (joint_epochs if model == "gppvae" else 0),
         "mse": results["mse"],
         "mse_sample": results["mse_sample"],
-        "seconds_per_epoch": seconds_per_epoch,
+        "seconds_per_epoch": statistics.mean(steady) if steady else None,
+        "first_epoch_seconds": seconds[0] if seconds else None,
+        "compile_seconds": max(0.0, seconds[0] - statistics.median(steady)) if compiled and len(seconds) > 1 else None,
+        "training_seconds": time.perf_counter() - start,
+        "compiled": compiled,
         "device": str(device),
         "threads": torch.get_num_threads(),
         "init": init,
         "network_dtype": network_dtype,
         "shuffle": shuffle,
+        "lambda_max": lambda_max,
     }
     if extrapolate:
         unseen = evaluate(net, splits.unseen_context, splits.unseen_target, device)

@@ -138,6 +138,21 @@ class DeepSVIGP(PyroModule):
         f_dist = self.gp.pyro_guide(self.gp_inputs(x), beta=self._beta(x, num_data), name_prefix="gp")
         return pyro.sample("gp.f", f_dist.to_event(len(f_dist.batch_shape)))  # one event (L, b)
 
+    def elbo_terms(self, x: Tensor, y: Tensor, num_data: int | None = None) -> dict[str, Tensor]:
+        r"""The ``"sampled"`` objective without Pyro's tracing: ``reconstruction`` (:math:`\log p(\mathbf y\mid
+        g(\mathbf f))` at one draw of :math:`q(\mathbf f)`), ``kl`` (:math:`\frac bN\sum_l\mathrm{KL}(q(\mathbf
+        u_l)\,\|\,p(\mathbf u_l))`), ``elbo`` and ``decoded``: the same estimator as the SVI loss of :meth:`model` /
+        :meth:`guide` (an analytic KL and one draw of :math:`q(\mathbf f)`; tested against the SVGP ELBO like it),
+        without the draw of :math:`\mathbf u` that GPyTorch's Pyro guide makes and the bound does not use."""
+        strategy = self.gp.variational_strategy
+        clear_cache_hook(strategy)
+        q_f = self.gp(self.gp_inputs(x))  # training mode: marginals of q(f), (L, b)
+        f = dist.Normal(q_f.mean, q_f.stddev, validate_args=False).rsample()
+        decoded = self.decoder(f.mT).to(y)
+        reconstruction = dist.Normal(decoded, self.noise.sqrt().to(y)).log_prob(y).sum()
+        kl = self._beta(x, num_data) * strategy.kl_divergence().sum().to(y)
+        return {"reconstruction": reconstruction, "kl": kl, "elbo": reconstruction - kl, "decoded": decoded}
+
     # ------------------------------------------------------------------ "mean": the reference's objective
     def mean_decoded_elbo(self, x: Tensor, y: Tensor, num_data: int | None = None) -> dict[str, Tensor]:
         r"""The reference implementation's objective (class docstring), per batch: ``elbo`` = ``reconstruction``

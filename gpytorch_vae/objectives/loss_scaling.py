@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 _MOMENTS = {"exp_avg": 1, "exp_avg_sq": 2, "max_exp_avg_sq": 2}  # Adam state entry -> power of the gradient scale
@@ -42,13 +44,15 @@ class ScaledLossOptimizer:
         exponent = int(exponent)
         if exponent == self.exponent:
             return
-        factor = 2.0 ** (exponent - self.exponent)
+        # exact powers of two; a jump beyond float range (only after a diverged step) saturates instead of raising
+        shift = exponent - self.exponent
         for state in self.optimizer.state.values():
             for key, power in _MOMENTS.items():
                 if key in state:
-                    state[key].div_(factor**power)
+                    factor = math.ldexp(1.0, max(-1100, min(1000, -shift * power)))
+                    state[key].mul_(min(factor, torch.finfo(state[key].dtype).max))
         for group, eps in zip(self.optimizer.param_groups, self.base_eps):
-            group["eps"] = max(eps * 2.0**-exponent, EPS_FLOOR) if eps > 0 else eps
+            group["eps"] = max(math.ldexp(eps, -min(exponent, 1000)), EPS_FLOOR) if eps > 0 else eps
         self.exponent = exponent
 
     def step(self, exponent: int) -> None:

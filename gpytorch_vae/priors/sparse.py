@@ -43,6 +43,10 @@ class SparseLatentPosterior(LatentPosterior):
         v = site("inducing_values", q_v.to_event(len(q_v.batch_shape)), self.kl_scale)
         return site("z", self.posterior.data_conditional(v).to_event(self.event_dims), 1.0)
 
+    def rsample(self) -> Tensor:
+        """The draws of :meth:`draw`, through the fused core (:meth:`AmortizedHybridPosterior.rsample_data`)."""
+        return self.posterior.rsample_data()
+
     @property
     def mean(self) -> Tensor:
         return self.posterior.data_marginals().loc

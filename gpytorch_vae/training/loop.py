@@ -130,7 +130,7 @@ def run_epochs(
     :param device: every tensor of a batch is moved there.
     :param is_writer: whether this process writes checkpoints (rank 0 in distributed training).
     :param history: a dict to fill with the per-epoch means of every logged value over the whole run (resumed
-        epochs included), e.g. for learning curves.
+        epochs included), e.g. for learning curves, and each epoch's wall time (``"seconds"``).
     :return: the mean loss of each epoch run by this call.
     """
     if epochs < 0:
@@ -157,7 +157,7 @@ def run_epochs(
     bar = _Progress(start, epochs, progress)
     try:
         for epoch in range(start, epochs):
-            logs, skipped = [], 0
+            logs, skipped, started = [], 0, time.perf_counter()
             for batch in _iterate(batches, epoch):
                 if device is not None:
                     batch = tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in batch)
@@ -173,6 +173,7 @@ def run_epochs(
                 means["skipped_steps"] = float(skipped)
             for key, value in means.items():
                 history.setdefault(key, []).append(value)
+            history.setdefault("seconds", []).append(time.perf_counter() - started)
             losses.append(means["loss"])
             bar.update(epoch, means)
             if callback is not None:

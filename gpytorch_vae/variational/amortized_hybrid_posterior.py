@@ -12,8 +12,15 @@ from pyro.distributions import MultivariateNormal as PyroMultivariateNormal
 from pyro.distributions import Normal
 from torch import Tensor
 
+from .fused import run_sample_and_kl
 from .latent_data import LatentBatch
-from .latent_statistics import WhitenedLatentStatistics, whitened_kl_divergence, whitened_prior
+from .latent_statistics import (
+    WhitenedLatentStatistics,
+    check_cholesky_info,
+    whitened_kl_divergence,
+    whitened_prior,
+    whitened_titsias_posterior,
+)
 from .prior_terms import WhitenedPriorTerms
 
 
@@ -30,29 +37,47 @@ class AmortizedHybridPosterior:
     was computed with: make a new one after an optimiser step. Everything is whitened, :math:`\mathbf v =
     \mathbf L^{-1}(\mathbf u - \mathbf m_U)` with :math:`\mathbf K_{mm} = \mathbf L\mathbf L^\top`.
 
-    :param whitened_posterior: :math:`q(\mathbf v) = \mathcal N(\mathbf m_w, \mathbf S\mathbf S^\top)`.
     :param prior_terms: the prior terms of :math:`\mathbf U` and, for a batch, of its inputs :math:`\mathbf X_b`.
     :param compute_prior_terms: gives the prior terms of new inputs (the strategy's ``prior_terms``).
     :param latent_batch: the latent batch conditioned on (``None`` for statistics).
-    :param statistics: the statistics conditioned on (``None`` for a batch).
+    :param statistics: the statistics conditioned on (computed from ``latent_batch`` when ``None``).
     :param scale: :math:`c = N/b`.
     """
 
     def __init__(
         self,
-        whitened_posterior: PyroMultivariateNormal,
         prior_terms: WhitenedPriorTerms,
         compute_prior_terms: Callable[[Tensor], WhitenedPriorTerms],
         latent_batch: LatentBatch | None = None,
         statistics: WhitenedLatentStatistics | None = None,
         scale: float = 1.0,
     ):
-        self.whitened_posterior = whitened_posterior
+        if latent_batch is None and statistics is None:
+            raise ValueError("an AmortizedHybridPosterior needs a latent batch or statistics")
         self.prior_terms = prior_terms
         self.compute_prior_terms = compute_prior_terms
         self.latent_batch = latent_batch
-        self.statistics = statistics
+        self._statistics = statistics
         self.scale = float(scale)
+        self._whitened: PyroMultivariateNormal | None = None
+        self._kl: Tensor | None = None
+
+    @property
+    def statistics(self) -> WhitenedLatentStatistics:
+        r"""The whitened statistics :math:`(\mathbf P, \mathbf r)` conditioned on."""
+        if self._statistics is None:
+            batch, terms = self.latent_batch, self.prior_terms
+            self._statistics = WhitenedLatentStatistics.from_interpolation(
+                terms.interp, batch.y - terms.data_mean, batch.noise
+            )
+        return self._statistics
+
+    @property
+    def whitened_posterior(self) -> PyroMultivariateNormal:
+        r""":math:`q(\mathbf v) = \mathcal N(\mathbf m_w, \mathbf S\mathbf S^\top)` of Eq. 9 in whitened form."""
+        if self._whitened is None:
+            self._whitened = whitened_titsias_posterior(self.statistics, self.scale)
+        return self._whitened
 
     # ------------------------------------------------------------------ q(u)
     @property
@@ -82,7 +107,33 @@ class AmortizedHybridPosterior:
 
     def kl_divergence(self) -> Tensor:
         r""":math:`\mathrm{KL}(q_S(\mathbf u)\,\|\,p(\mathbf u))` per GP, shape ``(*batch)``, in whitened form."""
-        return whitened_kl_divergence(self.whitened_posterior)
+        if self._kl is None:
+            self._kl = whitened_kl_divergence(self.whitened_posterior)
+        return self._kl
+
+    def rsample_data(self) -> Tensor:
+        r"""One reparameterised draw of :math:`\mathbf z` at the batch inputs, :math:`\mathbf v\sim q(\mathbf v)`
+        then :math:`z_i\mid\mathbf v\sim p(f_i\mid\mathbf v)`: the same random numbers, in the same order, as the
+        sample sites of :class:`~gpytorch_vae.priors.SparseLatentPosterior` draw. When :math:`q(\mathbf v)` has not
+        been computed yet, everything from the statistics to the draw and the KL runs as one function of tensors
+        (:func:`~gpytorch_vae.variational.fused.sample_and_kl`, compiled under
+        :class:`gpytorch_vae.settings.compile_gp`)."""
+        batch = self._batch()
+        if self._whitened is not None or self._statistics is not None:
+            return self.data_conditional(self.whitened_posterior.rsample()).rsample()
+        terms = self.prior_terms
+        gp_shape = torch.broadcast_shapes(terms.interp.shape[:-2], batch.y.shape[:-1])
+        options = dict(dtype=batch.y.dtype, device=batch.y.device)
+        eps_v = torch.empty(*gp_shape, terms.interp.size(-2), **options).normal_()
+        eps_z = torch.empty(*gp_shape, batch.num_points, **options).normal_()
+        z, kl, loc, scale_tril, info = run_sample_and_kl(
+            terms.interp, terms.data_mean, terms.data_variance, batch.y, batch.noise, self.scale, terms.jitter,
+            eps_v, eps_z,
+        )  # fmt: skip
+        check_cholesky_info(info)
+        self._whitened = PyroMultivariateNormal(loc, scale_tril=scale_tril, validate_args=False)
+        self._kl = kl
+        return z
 
     # ------------------------------------------------------------------ predictions
     def predict(self, x: Tensor, diag: bool = False) -> MultivariateNormal:

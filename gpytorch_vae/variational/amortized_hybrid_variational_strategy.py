@@ -14,7 +14,7 @@ from torch import Tensor
 from .amortized_hybrid_posterior import AmortizedHybridPosterior
 from .amortized_variational_distribution import AmortizedVariationalDistribution
 from .latent_data import LatentBatch, check_channels, validate_latent_data
-from .latent_statistics import WhitenedLatentStatistics, whitened_titsias_posterior
+from .latent_statistics import WhitenedLatentStatistics
 from .prior_terms import WhitenedPriorTerms
 
 Conditioning = Union[LatentBatch, WhitenedLatentStatistics]
@@ -97,9 +97,7 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         batch = LatentBatch.create(*self._cast(x, y, noise), num_data, self.inducing_points.size(-1), observed)
         terms = self.prior_terms(batch.x)
         check_channels(batch.y, terms.chol.shape[:-2])
-        stats = WhitenedLatentStatistics.from_interpolation(terms.interp, batch.y - terms.data_mean, batch.noise)
-        q_v = whitened_titsias_posterior(stats, batch.scale)
-        return AmortizedHybridPosterior(q_v, terms, self.prior_terms, latent_batch=batch, scale=batch.scale)
+        return AmortizedHybridPosterior(terms, self.prior_terms, latent_batch=batch, scale=batch.scale)
 
     def latent_statistics(self, x: Tensor, y: Tensor, noise: Tensor) -> WhitenedLatentStatistics:
         """Whitened sufficient statistics of one batch of latent data under the current hyperparameters."""
@@ -130,8 +128,7 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
             raise ValueError(f"num_data ({num_data}) must be at least the {statistics.num_points} points summarised")
         scale = num_data / statistics.num_points
         terms = self.prior_terms(self.inducing_points[..., :0, :])
-        q_v = whitened_titsias_posterior(statistics, scale)
-        return AmortizedHybridPosterior(q_v, terms, self.prior_terms, statistics=statistics, scale=scale)
+        return AmortizedHybridPosterior(terms, self.prior_terms, statistics=statistics, scale=scale)
 
     # ------------------------------------------------------------------ convenience layer: stored latent data
     def set_latent_data(self, x: Tensor, y: Tensor, noise: Tensor, num_data: int | None = None) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from linear_operator.utils.cholesky import psd_safe_cholesky
 from pyro.distributions import MultivariateNormal
 from torch import Tensor
+
+from ..settings import validate_values
+from .fused import whitened_factors
 
 
 @dataclass(frozen=True)
@@ -75,14 +77,19 @@ def whitened_titsias_posterior(stats: WhitenedLatentStatistics, scale: float) ->
     :math:`\mathbf B^{-1} = \mathbf S \mathbf S^\top` with lower-triangular :math:`\mathbf S = (\mathbf J
     \mathbf C^\top \mathbf J)^{-1}`); written by hand because no library routine returns it.
     """
-    precision = stats.precision_update * scale
-    precision = precision + torch.eye(precision.size(-1), dtype=precision.dtype, device=precision.device)
-    chol_flipped = psd_safe_cholesky(precision.flip(-1, -2))
-    upper = chol_flipped.flip(-1, -2)  # B = upper @ upper.mT, upper triangular
-    eye = torch.eye(precision.size(-1), dtype=precision.dtype, device=precision.device).expand_as(upper)
-    scale_tril = torch.linalg.solve_triangular(upper.mT, eye, upper=False)  # = upper^{-T}, lower triangular
-    mean = scale * (scale_tril @ (scale_tril.mT @ stats.projected_targets.unsqueeze(-1))).squeeze(-1)
-    return MultivariateNormal(mean, scale_tril=scale_tril, validate_args=False)  # a Cholesky factor by construction
+    loc, scale_tril, info = whitened_factors(stats.precision_update, stats.projected_targets, scale)
+    check_cholesky_info(info)
+    return MultivariateNormal(loc, scale_tril=scale_tril, validate_args=False)  # a Cholesky factor by construction
+
+
+def check_cholesky_info(info: Tensor) -> None:
+    r"""Raise if :math:`\mathbf B = \mathbf I + c\mathbf P` was not positive definite (checked on CPU tensors, or
+    always under :class:`gpytorch_vae.settings.validate_values`; it forces a device sync)."""
+    if validate_values.applies_to(info) and bool(info.any()):
+        raise ValueError(
+            "B = I + c * Phi D Phi^T is not positive definite, which only happens with NaN or inf in the latent data "
+            "(encoder means or variances) or the kernel: check the encoder's outputs and the kernel hyperparameters"
+        )
 
 
 def whitened_prior(batch_shape: torch.Size, num_inducing: int, like: Tensor) -> MultivariateNormal:
