@@ -64,7 +64,7 @@ class TestIdx:
         def offline(*args, **kwargs):
             raise OSError("network unreachable")
 
-        monkeypatch.setattr(mnist.urllib.request, "urlretrieve", offline)
+        monkeypatch.setattr(mnist.urllib.request, "urlopen", offline)
         with pytest.raises(FileNotFoundError) as error:
             mnist.load_mnist("train", str(tmp_path))
         message = str(error.value)

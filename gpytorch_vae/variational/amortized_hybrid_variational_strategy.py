@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Iterable, Union
 
+import torch
+from gpytorch import settings
 from gpytorch.distributions import MultivariateNormal
 from gpytorch.module import Module
 from gpytorch.variational._variational_strategy import _VariationalStrategy
@@ -56,7 +58,15 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
     :param model: the :class:`~gpytorch.models.ApproximateGP` this strategy belongs to.
     :param inducing_points: :math:`\mathbf U`, ``(m, D)`` or ``(*batch, m, D)``.
     :param learn_inducing_locations: whether :math:`\mathbf U` is a parameter.
-    :param jitter_val: jitter added to :math:`\mathbf K_{mm}` (default: GPyTorch's ``variational_cholesky_jitter``).
+    :param jitter_val: jitter added to :math:`\mathbf K_{mm}` (default: GPyTorch's ``variational_cholesky_jitter`` of
+        ``compute_dtype``: 1e-6 in float64, against 1e-4 in float32; with a long lengthscale and small encoder
+        variances the KL depends strongly on it, so a float32 model keeps float64's jitter).
+    :param compute_dtype: dtype of everything after the kernel evaluation (the Cholesky factors, Eq. 9, the KL and
+        the bound): float64 by default, also for a float32 model, whose kernel still runs in float32. Eq. 9 adds
+        :math:`c\,\boldsymbol\Phi\mathbf D\boldsymbol\Phi^\top` (entries up to :math:`(N/b)/\tilde\sigma^2`) to
+        :math:`\mathbf I`, and in float32 the KL can be several times off (tested). The posterior objects of the
+        stateless core hold and return ``compute_dtype`` tensors; the convenience layer returns the model's dtype.
+        ``None``: the model's dtype throughout.
     """
 
     def __init__(
@@ -65,9 +75,13 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         inducing_points: Tensor,
         learn_inducing_locations: bool = True,
         jitter_val: float | None = None,
+        compute_dtype: torch.dtype | None = torch.float64,
     ):
         distribution = AmortizedVariationalDistribution(self, inducing_points.size(-2))
         super().__init__(model, inducing_points, distribution, learn_inducing_locations, jitter_val=jitter_val)
+        self.compute_dtype = compute_dtype
+        if jitter_val is None:  # GPyTorch's default for the dtype the factorisations run in
+            self.jitter_val = settings.variational_cholesky_jitter.value(self._dtype)
         self.variational_params_initialized.fill_(1)
         self._conditioning: Conditioning | None = None
         self._statistics_num_data: int | None = None
@@ -76,11 +90,29 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
     def prior_terms(self, x: Tensor, **kwargs) -> WhitenedPriorTerms:
         r"""The whitened prior terms of :math:`\mathbf U` and the GP inputs ``x``: one evaluation of the model's prior
         on :math:`[\mathbf U; \mathbf X]`, one Cholesky factorisation of :math:`\mathbf K_{mm}`."""
-        return WhitenedPriorTerms.compute(self.model, x, self.inducing_points, self.jitter_val, **kwargs)
+        return WhitenedPriorTerms.compute(
+            self.model, x, self.inducing_points, self.jitter_val, self.compute_dtype, **kwargs
+        )
 
-    def _cast(self, *tensors: Tensor) -> tuple[Tensor, ...]:
+    @property
+    def _dtype(self) -> torch.dtype:
+        return self.compute_dtype or self.inducing_points.dtype
+
+    def _cast(self, x: Tensor, y: Tensor, noise: Tensor) -> tuple[Tensor, ...]:
+        """GP inputs to the model's dtype, latent data to the compute dtype (no copy when they already match)."""
         like = self.inducing_points
-        return tuple(t.to(like) for t in tensors)  # no copy when dtype and device already match
+        return x.to(like), y.to(device=like.device, dtype=self._dtype), noise.to(device=like.device, dtype=self._dtype)
+
+    def _model_dtype(self, value):
+        """A tensor or MultivariateNormal in the model's dtype (the convenience layer's outputs)."""
+        dtype = self.inducing_points.dtype
+        if isinstance(value, MultivariateNormal):
+            return (
+                value
+                if value.mean.dtype == dtype
+                else MultivariateNormal(value.mean.to(dtype), value.lazy_covariance_matrix.to(dtype))
+            )
+        return value.to(dtype)
 
     def condition(
         self, x: Tensor, y: Tensor, noise: Tensor, num_data: int | None = None, observed: Tensor | None = None
@@ -100,7 +132,8 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         return AmortizedHybridPosterior(terms, self.prior_terms, latent_batch=batch, scale=batch.scale)
 
     def latent_statistics(self, x: Tensor, y: Tensor, noise: Tensor) -> WhitenedLatentStatistics:
-        """Whitened sufficient statistics of one batch of latent data under the current hyperparameters."""
+        """Whitened sufficient statistics of one batch of latent data under the current hyperparameters (in the
+        compute dtype)."""
         x, y, noise = self._cast(x, y, noise)
         validate_latent_data(x, y, noise, input_dim=self.inducing_points.size(-1))
         terms = self.prior_terms(x)
@@ -180,24 +213,24 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
     def prior_distribution(self) -> MultivariateNormal:
         r""":math:`p(\mathbf u) = \mathcal N(m(\mathbf U), \mathbf K_{mm})` (with jitter), recomputed at each call."""
         terms = self.prior_terms(self.inducing_points[..., :0, :])
-        return MultivariateNormal(terms.inducing_mean, RootLinearOperator(terms.chol))
+        return self._model_dtype(MultivariateNormal(terms.inducing_mean, RootLinearOperator(terms.chol)))
 
     @property
     def variational_distribution(self) -> MultivariateNormal:
         r""":math:`q_S(\mathbf u) = \mathcal N(\boldsymbol\mu_b, \mathbf A_b)` of Eq. 9 for the stored latent data."""
-        return self.current_posterior().variational_distribution
+        return self._model_dtype(self.current_posterior().variational_distribution)
 
     def kl_divergence(self) -> Tensor:
         r""":math:`\mathrm{KL}(q_S(\mathbf u)\,\|\,p(\mathbf u))` per GP, shape ``(*batch)``, for the stored data."""
-        return self.current_posterior().kl_divergence()
+        return self._model_dtype(self.current_posterior().kl_divergence())
 
     def expected_log_likelihood(self) -> Tensor:
         """:meth:`AmortizedHybridPosterior.expected_log_likelihood` for the stored latent batch."""
-        return self.current_posterior().expected_log_likelihood()
+        return self._model_dtype(self.current_posterior().expected_log_likelihood())
 
     def hensman_bound(self) -> Tensor:
         """:meth:`AmortizedHybridPosterior.hensman_bound` (Eq. 7) for the stored latent batch."""
-        return self.current_posterior().hensman_bound()
+        return self._model_dtype(self.current_posterior().hensman_bound())
 
     # ------------------------------------------------------------------ GPyTorch's call protocol
     def forward(
@@ -213,8 +246,11 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         :math:`\mathbf S\mathbf S^\top)`, with :math:`\mathbf S` = ``variational_inducing_covar`` (a lower Cholesky
         root; ``None`` gives the prior conditional :math:`p(\mathbf f_X\mid\mathbf v)`). In training mode only the
         marginals are computed (as GPyTorch's strategies do), in eval mode the full covariance."""
-        terms = WhitenedPriorTerms.compute(self.model, x, inducing_points, self.jitter_val, **kwargs)
-        return terms.predictive(inducing_values, variational_inducing_covar, diag=diag and self.training)
+        terms = WhitenedPriorTerms.compute(
+            self.model, x, inducing_points, self.jitter_val, self.compute_dtype, **kwargs
+        )
+        predictive = terms.predictive(inducing_values, variational_inducing_covar, diag=diag and self.training)
+        return self._model_dtype(predictive)
 
     def __call__(self, x: Tensor, prior: bool = False, diag: bool = True, **kwargs) -> MultivariateNormal:
         if prior:
@@ -225,4 +261,4 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
     def conditional(self, x: Tensor, whitened_inducing_values: Tensor, diag: bool = True) -> MultivariateNormal:
         r"""The prior conditional :math:`p(\mathbf f_X \mid \mathbf u)` at whitened inducing values
         :math:`\mathbf v = \mathbf L^{-1}(\mathbf u - \mathbf m_U)` (marginals only when ``diag``)."""
-        return self.prior_terms(x).predictive(whitened_inducing_values, None, diag=diag)
+        return self._model_dtype(self.prior_terms(x).predictive(whitened_inducing_values, None, diag=diag))

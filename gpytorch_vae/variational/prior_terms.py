@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from gpytorch.distributions import MultivariateNormal
 from linear_operator import to_dense
-from linear_operator.operators import DiagLinearOperator, LinearOperator, MatmulLinearOperator
+from linear_operator.operators import DenseLinearOperator, DiagLinearOperator, LinearOperator, MatmulLinearOperator
 from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import Tensor
 
@@ -35,11 +35,20 @@ class WhitenedPriorTerms:
     jitter: float
 
     @classmethod
-    def compute(cls, prior_model, x: Tensor, inducing_points: Tensor, jitter: float, **kwargs) -> "WhitenedPriorTerms":
+    def compute(
+        cls,
+        prior_model,
+        x: Tensor,
+        inducing_points: Tensor,
+        jitter: float,
+        compute_dtype: torch.dtype | None = None,
+        **kwargs,
+    ) -> "WhitenedPriorTerms":
         r"""Evaluate the GP prior ``prior_model.forward`` once on :math:`[\mathbf U; \mathbf X]` (as GPyTorch's
         ``VariationalStrategy`` does, so models whose ``forward`` transforms inputs, e.g. GP-LVM look-ups, work). Of
         its lazy covariance only two blocks are evaluated: the rows of :math:`\mathbf U`, :math:`[\mathbf K_{mm}\,
-        \mathbf K_{mX}]` (one kernel evaluation), and the diagonal of :math:`\mathbf K_{XX}`."""
+        \mathbf K_{mX}]` (one kernel evaluation), and the diagonal of :math:`\mathbf K_{XX}`. The kernel runs in the
+        model's dtype; the Cholesky factorisation and everything after it in ``compute_dtype`` (default: the same)."""
         batch_shape = torch.broadcast_shapes(inducing_points.shape[:-2], x.shape[:-2])
         inducing_points = inducing_points.expand(*batch_shape, *inducing_points.shape[-2:])
         x = x.expand(*batch_shape, *x.shape[-2:])
@@ -47,6 +56,8 @@ class WhitenedPriorTerms:
         full_output = prior_model.forward(torch.cat([inducing_points, x], dim=-2), **kwargs)
         full_covar = full_output.lazy_covariance_matrix
         rows = to_dense(full_covar[..., :num_inducing, :])  # one kernel evaluation for K_mm and K_mX
+        dtype = compute_dtype or rows.dtype
+        rows, mean = rows.to(dtype), full_output.mean.to(dtype)
         induc_induc = rows[..., :num_inducing]
         induc_induc = induc_induc + jitter * torch.eye(num_inducing, dtype=induc_induc.dtype, device=induc_induc.device)
         # psd_safe_cholesky retries with more jitter and warns (NumericalWarning); it raises NotPSDError on failure.
@@ -54,11 +65,11 @@ class WhitenedPriorTerms:
         interp = torch.linalg.solve_triangular(chol, rows[..., num_inducing:], upper=False)
         data_covar = full_covar[..., num_inducing:, num_inducing:]
         return cls(
-            inducing_mean=full_output.mean[..., :num_inducing],
+            inducing_mean=mean[..., :num_inducing],
             chol=chol,
             interp=interp,
-            data_mean=full_output.mean[..., num_inducing:],
-            data_variance=data_covar.diagonal(dim1=-1, dim2=-2),
+            data_mean=mean[..., num_inducing:],
+            data_variance=data_covar.diagonal(dim1=-1, dim2=-2).to(dtype),
             data_covar=data_covar,
             jitter=jitter,
         )
@@ -93,5 +104,7 @@ class WhitenedPriorTerms:
         middle = -interp  # (S S^T - I) Phi
         if whitened_covar_root is not None:
             middle = middle + whitened_covar_root @ (whitened_covar_root.mT @ interp)
-        covar = self.data_covar.add_jitter(self.jitter) + MatmulLinearOperator(interp.mT, middle)
+        data_covar = to_dense(self.data_covar).to(interp.dtype)
+        eye = torch.eye(data_covar.size(-1), dtype=interp.dtype, device=interp.device)
+        covar = DenseLinearOperator(data_covar + self.jitter * eye) + MatmulLinearOperator(interp.mT, middle)
         return MultivariateNormal(mean, covar)
