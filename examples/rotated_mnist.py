@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--lambda-max", type=positive_float, default=None,
                         help="bound on GECO's lambda (default: the model's; none for svgpvae)")  # fmt: skip
     parser.add_argument("--network-dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--max-variance", type=positive_float, default=None,
+                        help="upper clip of the encoder variances (default: 10, the protocol)")  # fmt: skip
     parser.add_argument("--shuffle", action="store_true", help="a new random batch order every epoch")
     parser.add_argument("--no-plots", action="store_true", help="do not draw figures (no matplotlib needed)")
     add_common(parser, out="runs/rotated_mnist")
@@ -53,7 +55,7 @@ def main() -> None:
         out=args.out, resume=args.resume, lr=args.lr, joint_epochs=args.gppvae_joint_epochs,
         extrapolate=args.extrapolate, eval_every=args.eval_every, plots=not args.no_plots, init=args.init,
         network_dtype=args.network_dtype, shuffle=args.shuffle, lambda_max=args.lambda_max,
-        compile=COMPILE[args.compile],
+        compile=COMPILE[args.compile], max_variance=args.max_variance,
     )  # fmt: skip
     print(json.dumps(metrics, indent=2))
 

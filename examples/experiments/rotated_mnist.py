@@ -321,6 +321,7 @@ def run(
     shuffle: bool = False,
     lambda_max: float | None = None,
     compile: bool | None = None,
+    max_variance: float | None = None,
 ) -> dict:
     """Train one model and evaluate conditional generation at 157.5 degrees on the test images; writes (atomically)
     ``out/metrics.json`` (``mse``, ``mse_sample``, ``seconds_per_epoch``, ``epochs``, ``model``, ...),
@@ -346,6 +347,8 @@ def run(
     init = setup.init if init is None else init
     lambda_max = setup.lambda_max if lambda_max is None else lambda_max
     net = build_model(model, data, train, seed=seed, init=init, network_dtype=dtype).to(device)
+    if max_variance is not None:  # the upper clip of the encoder variances (GP-VAEs)
+        net.max_variance = float(max_variance)
     compiled = compile_networks(*networks(net), enabled=compile, device_type=torch.device(device).type)
     gpytorch_vae.settings.compile_gp.set(compiled)
     x, y = train.tensors(device)
@@ -377,6 +380,7 @@ def run(
         "network_dtype": network_dtype,
         "shuffle": shuffle,
         "lambda_max": lambda_max,
+        "max_variance": getattr(net, "max_variance", None),
     }
     if extrapolate:
         unseen = evaluate(net, splits.unseen_context, splits.unseen_target, device)
