@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from experiments.cli import add_common, apply_threads, positive_float, positive_int
+from experiments.cli import add_common, apply_threads, positive_float, positive_int, run_main
 from experiments.moving_ball import MODELS, run
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=MODELS, default="svgpvae")
     parser.add_argument("--inducing", type=positive_int, default=15, help="number of inducing points m (svgpvae)")
@@ -30,7 +30,12 @@ def main() -> None:
                         help="network initialisation: PyTorch's defaults or the reference code's")  # fmt: skip
     parser.add_argument("--no-plots", action="store_true", help="do not draw figures (no matplotlib needed)")
     add_common(parser, out="runs/moving_ball")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.steps % args.log_every:
         parser.error(f"--steps ({args.steps}) must be a multiple of --log-every ({args.log_every})")
     apply_threads(args.threads)
@@ -45,4 +50,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

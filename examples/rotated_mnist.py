@@ -17,11 +17,12 @@ from experiments.cli import (
     nonnegative_int,
     positive_float,
     positive_int,
+    run_main,
 )
 from experiments.rotated_mnist import MODELS, run
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=tuple(MODELS), default="svgpvae")
     parser.add_argument("--epochs", type=positive_int, default=None,
@@ -46,7 +47,12 @@ def main() -> None:
     parser.add_argument("--no-plots", action="store_true", help="do not draw figures (no matplotlib needed)")
     add_common(parser, out="runs/rotated_mnist")
     add_compile(parser)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.extrapolate and args.model != "fgpvae":
         parser.error("--extrapolate needs --model fgpvae")
     apply_threads(args.threads)
@@ -61,4 +67,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -14,7 +14,7 @@ import time
 import gpytorch
 import pyro
 import torch
-from experiments.cli import add_common, apply_threads, positive_float, positive_int
+from experiments.cli import add_common, apply_threads, positive_float, positive_int, run_main
 from torch.utils.data import DataLoader, TensorDataset
 
 from gpytorch_vae import GPVAE
@@ -40,7 +40,7 @@ def latent_prior(model: str, inducing: int, x_max: float) -> torch.nn.Module:
     return IndependentLatentPrior()
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["svgpvae", "gpvae", "vae"], default="svgpvae")
     parser.add_argument("--inducing", type=positive_int, default=20)
@@ -48,7 +48,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=positive_int, default=150)
     parser.add_argument("--lr", type=positive_float, default=1e-2)
     add_common(parser, out="runs/synthetic")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     apply_threads(args.threads)
 
     pyro.set_rng_seed(args.seed)
@@ -91,4 +95,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
@@ -59,3 +60,15 @@ def add_compile(parser: argparse.ArgumentParser) -> None:
 
 
 COMPILE = {"auto": None, "on": True, "off": False}
+
+
+def run_main(main, argv=None) -> None:
+    """Run an example's ``main(argv)``; the library's training and data errors end it with their message and exit code
+    1 instead of a traceback (they already say what happened and what to do)."""
+    from gpytorch_vae.training import CheckpointError, DivergenceError, NonFiniteLossError
+
+    try:
+        main(argv)
+    except (CheckpointError, DivergenceError, NonFiniteLossError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None

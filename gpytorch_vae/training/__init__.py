@@ -1,11 +1,12 @@
 """Training: loops with progress output, guarded steps, crash-safe checkpoints and exact resume."""
 
 from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint, write_json
-from .loop import NonFiniteLossError, guarded_step, run_epochs
+from .loop import DivergenceError, NonFiniteLossError, guarded_step, run_epochs
 from .trainers import adam, fit_geco, fit_svi, geco_step, svi_step, trainable_parameters
 
 __all__ = [
     "CheckpointError",
+    "DivergenceError",
     "adam",
     "NonFiniteLossError",
     "atomic_write",

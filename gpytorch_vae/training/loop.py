@@ -19,6 +19,11 @@ class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss (or gradient); nothing of that step was applied or written."""
 
 
+class DivergenceError(RuntimeError):
+    """An epoch's mean of the watched value (e.g. the loss) exceeded its first step's by the divergence factor;
+    the epoch was not checkpointed."""
+
+
 class Stateful(Protocol):
     def state_dict(self) -> dict: ...
 
@@ -115,6 +120,8 @@ def run_epochs(
     extra_state: Mapping[str, Stateful] | None = None,
     is_writer: bool = True,
     history: dict | None = None,
+    divergence_key: str | None = None,
+    divergence_factor: float | None = 1e3,
 ) -> list[float]:
     """Run ``epochs`` epochs of ``step(*batch)`` over ``batches`` (an iterable, e.g. a
     :class:`~torch.utils.data.DataLoader`, or a callable giving one per epoch).
@@ -131,11 +138,14 @@ def run_epochs(
     :param is_writer: whether this process writes checkpoints (rank 0 in distributed training).
     :param history: a dict to fill with the per-epoch means of every logged value over the whole run (resumed
         epochs included), e.g. for learning curves, and each epoch's wall time (``"seconds"``).
+    :param divergence_key, divergence_factor: when an epoch's mean of the logged value ``divergence_key`` exceeds
+        ``divergence_factor`` times the magnitude of its value at the run's first step (before any update), raise
+        :class:`DivergenceError` before that epoch is checkpointed (e.g. ``--lr 10``). ``None``: no check.
     :return: the mean loss of each epoch run by this call.
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
-    start = 0
+    start, reference = 0, None
     history = {} if history is None else history
     history.clear()
     extra_state = dict(extra_state or {})
@@ -150,7 +160,7 @@ def run_epochs(
             load_state(saved)
             for name, obj in extra_state.items():
                 obj.load_state_dict(saved["extra"][name])
-            start = saved["epoch"]
+            start, reference = saved["epoch"], saved.get("divergence_reference")
             history.update(saved.get("history", {}))
             torch.set_rng_state(saved["rng_state"])
     losses = []
@@ -171,6 +181,16 @@ def run_epochs(
             means = {key: math.fsum(log[key] for log in logs) / len(logs) for key in logs[0]}
             if skipped:
                 means["skipped_steps"] = float(skipped)
+            if divergence_key is not None and divergence_factor is not None:
+                if reference is None:
+                    reference = abs(logs[0][divergence_key])
+                value = means[divergence_key]
+                if abs(value) > divergence_factor * max(reference, 1e-12):
+                    raise DivergenceError(
+                        f"epoch {epoch + 1}: the mean {divergence_key} is {value:.4g}, more than {divergence_factor:g} "
+                        f"times its first value ({reference:.4g}): training diverged (lower the learning rate, or "
+                        f"clip gradients with max_grad_norm); the last good checkpoint was kept"
+                    )
             for key, value in means.items():
                 history.setdefault(key, []).append(value)
             history.setdefault("seconds", []).append(time.perf_counter() - started)
@@ -179,7 +199,8 @@ def run_epochs(
             if callback is not None:
                 callback(epoch, means["loss"])
             if checkpoint and is_writer:
-                saved = {**state(), "epoch": epoch + 1, "history": history, "rng_state": torch.get_rng_state()}
+                saved = {**state(), "epoch": epoch + 1, "history": history, "rng_state": torch.get_rng_state(),
+                         "divergence_reference": reference}  # fmt: skip
                 saved["extra"] = {name: obj.state_dict() for name, obj in extra_state.items()}
                 save_checkpoint(saved, checkpoint)
     finally:

@@ -120,12 +120,14 @@ def fit_svi(
     :param max_grad_norm: clip the gradients to this total norm (default: no clipping).
     :param on_nonfinite: ``"raise"`` or ``"skip"``.
     :param loop_options: passed to :func:`~gpytorch_vae.training.run_epochs` (``checkpoint``, ``resume``,
-        ``progress``, ``callback``, ``device``, ``extra_state``, ``is_writer``).
+        ``progress``, ``callback``, ``device``, ``extra_state``, ``is_writer``, ``history``, ``divergence_factor``;
+        the loss is watched for divergence).
     :return: the mean loss per epoch (of this call).
     """
     _check(lr, on_nonfinite, max_grad_norm)
     optimizer = adam(trainable_parameters(vae), lr=lr)
     step = svi_step(vae, optimizer, num_data, loss_scale, direct, max_grad_norm, on_nonfinite)
+    loop_options.setdefault("divergence_key", "loss")
 
     def state() -> dict:
         return {"model": vae.state_dict(), "optimizer": optimizer.state_dict()}
@@ -156,11 +158,12 @@ def fit_geco(
     and Adam stepped through :class:`~gpytorch_vae.objectives.ScaledLossOptimizer`, so the updates are those of the
     unscaled objective at any :math:`\lambda`. The progress output shows the KL, the batch MSE and
     :math:`\log_{10}\lambda`. Arguments as for :func:`fit_svi` (``max_grad_norm`` applies to the gradients of the
-    scaled loss); checkpoints also hold the GECO state.
+    scaled loss; the batch MSE is watched for divergence); checkpoints also hold the GECO state.
     """
     _check(lr, on_nonfinite, max_grad_norm)
     optimizer = ScaledLossOptimizer(adam(trainable_parameters(vae), lr=lr))
     step = geco_step(vae, geco, optimizer, num_data, max_grad_norm, on_nonfinite)
+    loop_options.setdefault("divergence_key", "mse")  # GECO's loss grows with lambda by design
 
     def state() -> dict:
         return {"model": vae.state_dict(), "geco": geco.state_dict(), "optimizer": optimizer.state_dict()}
