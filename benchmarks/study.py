@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--config", action="append", required=True, help="NAME=ARGS")
+    parser.add_argument("--plots", action="store_true", help="draw each run's figures (default: --no-plots)")
     args = parser.parse_args()
     script = os.path.join(ROOT, "examples", f"{args.example}.py")
     queue = []
@@ -37,7 +38,7 @@ def main() -> None:
             if os.path.exists(os.path.join(out, "metrics.json")):
                 continue
             command = [sys.executable, script, *shlex.split(options), "--seed", str(seed), "--threads", "1",
-                       "--no-plots", "--out", out, "--resume"]  # fmt: skip
+                       *([] if args.plots else ["--no-plots"]), "--out", out, "--resume"]  # fmt: skip
             queue.append((out, command))
     running = []
     while queue or running:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from experiments.cli import add_common, apply_threads, positive_float, positive_int, run_main
+from experiments.cli import COMPILE, add_common, add_compile, apply_threads, positive_float, positive_int, run_main
 from experiments.moving_ball import MODELS, run
 
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="network initialisation: PyTorch's defaults or the reference code's")  # fmt: skip
     parser.add_argument("--no-plots", action="store_true", help="do not draw figures (no matplotlib needed)")
     add_common(parser, out="runs/moving_ball")
+    add_compile(parser)
     return parser
 
 
@@ -45,6 +46,7 @@ def main(argv=None) -> None:
         inducing_init_kind=args.inducing_init, true_lengthscale=args.true_lengthscale,
         lengthscale_init=args.lengthscale_init, lr=args.lr, log_every=args.log_every, device=args.device,
         out=args.out, resume=args.resume, plots=not args.no_plots, network_init=args.init,
+        compile=COMPILE[args.compile],
     )  # fmt: skip
     print(json.dumps(metrics, indent=2))
 

@@ -191,6 +191,7 @@ class Setup:
     description: str = ""
     init: str = "keras"
     lambda_max: float = math.inf
+    max_variance: float | None = None
 
 
 MODELS = {
@@ -369,7 +370,7 @@ def run(
         "epochs": epochs + (joint_epochs if model == "gppvae" else 0),
         "mse": results["mse"],
         "mse_sample": results["mse_sample"],
-        "seconds_per_epoch": statistics.mean(steady) if steady else None,
+        "seconds_per_epoch": statistics.median(steady) if steady else None,
         "first_epoch_seconds": seconds[0] if seconds else None,
         "compile_seconds": max(0.0, seconds[0] - statistics.median(steady)) if compiled and len(seconds) > 1 else None,
         "training_seconds": time.perf_counter() - start,

@@ -1,0 +1,71 @@
+"""Seconds per SVGP-VAE epoch on rotated MNIST: this tree against an earlier commit, side by side.
+
+python benchmarks/epoch_time_vs_commit.py --commit-tree /tmp/wt-dadff79 --threads 1 2 --epochs 6 --rounds 3
+
+``--commit-tree`` is a work tree of the earlier commit (``git worktree add /tmp/wt-dadff79 dadff79``). Each round
+runs ``examples/rotated_mnist.py --model svgpvae --epochs E`` once in each tree, alternately, for each thread count,
+in fresh processes (so both pay their own start-up) and reads the per-epoch wall time: this tree writes every
+epoch's time into ``history.json`` (the first, which holds the compilation when compiling, is left out); the old
+tree only reports ``seconds_per_epoch`` over the whole run, so it is run twice, for E and 2E epochs, and the
+difference of the two wall times over E gives its steady per-epoch time. Prints a table, writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import common
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(tree: str, threads: int, epochs: int, extra: list[str]) -> tuple[float, dict]:
+    out = tempfile.mkdtemp(prefix="epoch_time_")
+    command = [sys.executable, os.path.join(tree, "examples", "rotated_mnist.py"), "--model", "svgpvae", "--epochs",
+               str(epochs), "--threads", str(threads), "--out", out, *extra]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": tree}
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=os.path.join(tree, "examples"))
+    wall = time.perf_counter() - start
+    with open(os.path.join(out, "metrics.json")) as f:
+        metrics = json.load(f)
+    history_path = os.path.join(out, "history.json")
+    history = json.load(open(history_path)) if os.path.exists(history_path) else {}
+    return wall, {"metrics": metrics, "history": history}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--commit-tree", required=True)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", default="benchmarks/results/epoch_time_vs_dadff79.json")
+    args = parser.parse_args()
+    results = {}
+    for threads in args.threads:
+        new, old = [], []
+        for _ in range(args.rounds):
+            _, result = run(ROOT, threads, args.epochs, ["--no-plots"])
+            new.append(statistics.median(result["history"]["train"]["seconds"][1:]))
+            short, _ = run(args.commit_tree, threads, args.epochs, [])
+            long, _ = run(args.commit_tree, threads, 2 * args.epochs, [])
+            old.append((long - short) / args.epochs)
+        results[threads] = {"this": statistics.median(new), "commit": statistics.median(old), "this_all": new,
+                            "commit_all": old}  # fmt: skip
+    rows = [{"threads": t, "commit s/epoch": r["commit"], "this s/epoch": r["this"], "ratio": r["this"] / r["commit"]}
+            for t, r in results.items()]  # fmt: skip
+    print(common.markdown_table(rows, list(rows[0]), {"commit s/epoch": ".3f", "this s/epoch": ".3f", "ratio": ".2f"}))
+    common.save(args.json, {"machine": common.machine(), "epochs": args.epochs, "rounds": args.rounds,
+                            "results": results})  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
