@@ -212,7 +212,7 @@ MODELS = {
         init="torch",
     ),  # fmt: skip
     "fgpvae": Setup(
-        build_fgpvae, train_geco, 1000, FGP_BATCH_SIZE, True, "FGP-VAE, GECO", init="torch", lambda_max=1e6
+        build_fgpvae, train_geco, 1000, FGP_BATCH_SIZE, True, "FGP-VAE, GECO", init="torch", max_variance=1e6
     ),  # fmt: skip
 }
 
@@ -348,6 +348,7 @@ def run(
     init = setup.init if init is None else init
     lambda_max = setup.lambda_max if lambda_max is None else lambda_max
     net = build_model(model, data, train, seed=seed, init=init, network_dtype=dtype).to(device)
+    max_variance = setup.max_variance if max_variance is None else max_variance
     if max_variance is not None:  # the upper clip of the encoder variances (GP-VAEs)
         net.max_variance = float(max_variance)
     compiled = compile_networks(*networks(net), enabled=compile, device_type=torch.device(device).type)
