@@ -82,3 +82,24 @@ def plot_unseen_rotations(model, data, splits, path: str, generate, num_digits: 
     rows = [row for pair in zip(truth, generated) for row in pair]
     labels = [label for i in ids for label in (f"{i} truth", f"{i} generated")]
     plot_image_rows(rows, labels, path, num=angles, title="unseen digits, all angles")
+
+
+def plot_sprites(context, target, generated, path: str, characters: int = 4, frames: int = 8, title: str = "") -> None:
+    """SVGP-VAE paper Fig. 8: for a few unseen characters, context frames, true targets and generated targets."""
+    plt = pyplot()
+    context_images = next(iter(context))[1]
+    target_images = next(iter(target))[1]
+    rows, labels = [], []
+    for c in range(characters):
+        rows += [context_images[36 * c : 36 * c + frames], target_images[36 * c : 36 * c + frames],
+                 generated[36 * c : 36 * c + frames]]  # fmt: skip
+        labels += [f"char {c} context", "target", "generated"]
+    fig, axes = plt.subplots(len(rows), frames, figsize=(1.0 * frames, 1.05 * len(rows)), squeeze=False)
+    for r, (images, label) in enumerate(zip(rows, labels)):
+        for k in range(frames):
+            ax = axes[r][k]
+            ax.imshow(images[k].detach().cpu().float().clamp(0, 1).numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r][0].set_ylabel(label, fontsize=7)
+    _save(fig, path, title, dpi=90)

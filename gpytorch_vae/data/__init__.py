@@ -10,6 +10,7 @@ from .moving_ball import (
     moving_ball_test_batch,
 )
 from .rotated_mnist import FactorizedSplits, ImageSplit, RotatedMNIST, factorized_splits, load_rotated_mnist
+from .sprites import SpriteFrames, SpritesSplits, load_sprite_frames, render_sprites, sprites_splits
 from .synthetic import SyntheticGPData, make_synthetic_gp_data
 
 __all__ = [
@@ -21,11 +22,16 @@ __all__ = [
     "MovingBallGenerator",
     "MovingBallStream",
     "RotatedMNIST",
+    "SpriteFrames",
+    "SpritesSplits",
     "SyntheticGPData",
     "factorized_splits",
     "load_mnist",
     "load_rotated_mnist",
+    "load_sprite_frames",
     "make_synthetic_gp_data",
     "moving_ball_test_batch",
     "read_idx",
+    "render_sprites",
+    "sprites_splits",
 ]

@@ -1,6 +1,14 @@
 """Kernels and input maps for the GP-VAE benchmarks."""
 
 from .delta_kernel import DeltaKernel
+from .normalized_kernel import NormalizedKernel
 from .view_object_kernel import ObjectViewInputs, ViewObjectKernel, fixed_periodic_kernel, view_object_kernel
 
-__all__ = ["DeltaKernel", "ObjectViewInputs", "ViewObjectKernel", "fixed_periodic_kernel", "view_object_kernel"]
+__all__ = [
+    "DeltaKernel",
+    "NormalizedKernel",
+    "ObjectViewInputs",
+    "ViewObjectKernel",
+    "fixed_periodic_kernel",
+    "view_object_kernel",
+]

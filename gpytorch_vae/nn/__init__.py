@@ -4,6 +4,8 @@ from .compile import compile_networks, compiler_available
 from .conv import ConvDecoder, ConvEncoder
 from .init import INITIALISATIONS, keras_init_, truncated_normal_init_
 from .mlp import MLPDecoder, MLPEncoder
+from .representation import RepresentationNetwork, pretrain_representation
+from .sprites import SpritesDecoder, SpritesEncoder, SpritesFrameNetwork
 
 __all__ = [
     "INITIALISATIONS",
@@ -11,6 +13,11 @@ __all__ = [
     "ConvEncoder",
     "MLPDecoder",
     "MLPEncoder",
+    "RepresentationNetwork",
+    "SpritesDecoder",
+    "SpritesEncoder",
+    "SpritesFrameNetwork",
+    "pretrain_representation",
     "compile_networks",
     "compiler_available",
     "keras_init_",
