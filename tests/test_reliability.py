@@ -73,8 +73,11 @@ class TestAtomicFiles:
             "    save_checkpoint({'epoch': i, 'w': torch.randn(2_000_000)}, sys.argv[1])\n"
         )
         path = tmp_path / "checkpoint.pt"
-        for delay in (1.5, 2.1, 2.7):
+        for delay in (0.13, 0.37, 0.71):  # after the first checkpoint: kills land at various points of a write
             process = subprocess.Popen([sys.executable, "-c", script, str(path)])
+            deadline = time.time() + 120
+            while not path.exists() and time.time() < deadline:
+                time.sleep(0.01)
             time.sleep(delay)
             process.send_signal(signal.SIGKILL)
             process.wait()

@@ -16,12 +16,14 @@ import pyro
 import torch
 from scipy.stats import gaussian_kde
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 
 import gpytorch_vae
 from gpytorch_vae import GECO, GPVAE
 from gpytorch_vae.baselines import GPPVAE, DeepSVIGP, LowRankViewObjectGP, SVIGPLatentGP, fit_gppvae
 from gpytorch_vae.data import ImageSplit, RotatedMNIST, factorized_splits, load_rotated_mnist
 from gpytorch_vae.data.rotated_mnist import ANGLES_DEG
+from gpytorch_vae.distributed import ShardedBatchSampler, StatisticsAllReduce
 from gpytorch_vae.gps import SparseLatentGP
 from gpytorch_vae.kernels import ObjectViewInputs, ViewObjectKernel, fixed_periodic_kernel, view_object_kernel
 from gpytorch_vae.nn import INITIALISATIONS, ConvDecoder, ConvEncoder, compile_networks
@@ -122,7 +124,11 @@ def batches_in_order(x: Tensor, y: Tensor, batch_size: int) -> list[tuple[Tensor
 
 def training_batches(x: Tensor, y: Tensor, batch_size: int, shuffle: bool = False):
     """The protocol's fixed batches, or (``shuffle``) a new random order of the rows every epoch (torch's global RNG,
-    so resume stays exact)."""
+    so resume stays exact). Under ``torchrun`` each rank gets its contiguous shard of every global batch
+    (:class:`gpytorch_vae.distributed.ShardedBatchSampler`)."""
+    if gpytorch_vae.distributed.is_distributed():
+        sampler = ShardedBatchSampler(len(x), batch_size, shuffle=shuffle)
+        return _Sharded(x, y, sampler)
     if not shuffle:
         return batches_in_order(x, y, batch_size)
 
@@ -131,6 +137,17 @@ def training_batches(x: Tensor, y: Tensor, batch_size: int, shuffle: bool = Fals
         return batches_in_order(x[order], y[order], batch_size)
 
     return shuffled
+
+
+class _Sharded:
+    """This rank's shards of the global batches (re-iterable; the sampler's epoch is set by the training loop)."""
+
+    def __init__(self, x: Tensor, y: Tensor, sampler):
+        self.x, self.y, self.sampler = x, y, sampler
+
+    def __iter__(self):
+        for rows in self.sampler:
+            yield self.x[rows], self.y[rows]
 
 
 def train_geco(model, x, y, epochs, lr, batch_size, joint_epochs=0, shuffle=False, lambda_max=math.inf, **loop):
@@ -218,6 +235,7 @@ MODELS = {
 
 
 NETWORKS = (ConvEncoder, ConvDecoder)
+DISTRIBUTED = ("svgpvae", "cvae", "fgpvae", "deep-svigp")  # the models trained by svi_step / geco_step
 
 
 def networks(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -291,9 +309,15 @@ class EvaluationTrace:
         self.points: list[dict] = []
 
     def __call__(self, epoch: int, loss: float) -> None:
-        if self.every and (epoch + 1) % self.every == 0:
+        if self.every and (epoch + 1) % self.every == 0 and gpytorch_vae.distributed.rank() == 0:
+            strategy = getattr(getattr(self.model, "latent_prior", None), "strategy", None)
+            reducer = getattr(strategy, "statistics_reducer", None)
+            if reducer is not None:  # rank 0 alone conditions on all training data: no collective
+                strategy.statistics_reducer = None
             with torch.random.fork_rng():
                 result = evaluate(self.model, self.context, self.targets, self.device)
+            if reducer is not None:
+                strategy.statistics_reducer = reducer
             self.points.append({"epoch": epoch + 1, "mse": result["mse"], "mse_sample": result["mse_sample"]})
 
     def state_dict(self) -> dict:
@@ -336,6 +360,12 @@ def run(
     if model not in MODELS:
         raise ValueError(f"model must be one of {tuple(MODELS)}, got {model!r}")
     setup = MODELS[model]
+    distributed_run = gpytorch_vae.distributed.init_from_environment(device)
+    if distributed_run and model not in DISTRIBUTED:
+        raise ValueError(f"--model {model} has no distributed training; torchrun runs {', '.join(DISTRIBUTED)}")
+    if distributed_run and torch.device(device).type == "cuda":
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    writer = gpytorch_vae.distributed.rank() == 0
     if extrapolate and not setup.factorized_splits:
         raise ValueError("extrapolation to unseen digits needs --model fgpvae")
     epochs = setup.epochs if epochs is None else int(epochs)
@@ -348,6 +378,11 @@ def run(
     init = setup.init if init is None else init
     lambda_max = setup.lambda_max if lambda_max is None else lambda_max
     net = build_model(model, data, train, seed=seed, init=init, network_dtype=dtype).to(device)
+    trained = net
+    if distributed_run:  # every rank the same q(u) of the union batch; DDP averages the gradients
+        if isinstance(getattr(net, "latent_prior", None), SparseLatentPrior):
+            net.latent_prior.strategy.statistics_reducer = StatisticsAllReduce()
+        trained = DistributedDataParallel(net)
     max_variance = setup.max_variance if max_variance is None else max_variance
     if max_variance is not None:  # the upper clip of the encoder variances (GP-VAEs)
         net.max_variance = float(max_variance)
@@ -358,12 +393,18 @@ def run(
     start = time.perf_counter()
     history = {}
     losses = setup.train(
-        net, x, y, epochs, lr, setup.batch_size, joint_epochs=joint_epochs, shuffle=shuffle, lambda_max=lambda_max,
+        trained, x, y, epochs, lr, setup.batch_size, joint_epochs=joint_epochs, shuffle=shuffle, lambda_max=lambda_max,
         checkpoint=os.path.join(out, "checkpoint.pt"), resume=resume, progress=progress, callback=trace,
         extra_state={"evaluation": trace}, history=history,
     )  # fmt: skip
     seconds = history.get("seconds", [])[-len(losses) :] if losses else []
     steady = seconds[1:] if len(seconds) > 1 else seconds
+    if distributed_run:  # the evaluation conditions on all training data in one process
+        if hasattr(net, "latent_prior") and isinstance(net.latent_prior, SparseLatentPrior):
+            net.latent_prior.strategy.statistics_reducer = None
+        if not writer:
+            torch.distributed.barrier()
+            return {}
     results = evaluate(net, train, test, device)
     metrics = {
         "model": model,
@@ -378,6 +419,7 @@ def run(
         "compiled": compiled,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "world_size": gpytorch_vae.distributed.world_size(),
         "init": init,
         "network_dtype": network_dtype,
         "shuffle": shuffle,
@@ -389,6 +431,8 @@ def run(
         metrics.update(mse_extrapolation=unseen["mse"], mse_extrapolation_sample=unseen["mse_sample"])
     write_json(os.path.join(out, "metrics.json"), metrics)
     write_json(os.path.join(out, "history.json"), {"train": history, "evaluation": trace.points})
+    if distributed_run:
+        torch.distributed.barrier()
     if plots:
         from .plotting import plot_image_rows, plot_unseen_rotations
 

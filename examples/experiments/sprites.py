@@ -80,7 +80,8 @@ class SpritesSVGPVAE(torch.nn.Module):
         characters = self.representation(images, aux[:, 0])
         return torch.cat([self.pose_latent()[aux[:, 1].long()], characters], dim=-1)
 
-    def elbo_terms(self, aux: Tensor, images: Tensor, num_data: int | None = None, reconstruction: bool = True):
+    def forward(self, aux: Tensor, images: Tensor, num_data: int | None = None, reconstruction: bool = True):
+        """The GP-VAE's ELBO terms at the frames' GP inputs."""
         return self.vae.elbo_terms(self.gp_inputs(aux, images), images, num_data, reconstruction)
 
 

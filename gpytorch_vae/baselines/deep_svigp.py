@@ -153,6 +153,10 @@ class DeepSVIGP(PyroModule):
         kl = self._beta(x, num_data) * strategy.kl_divergence().sum().to(y)
         return {"reconstruction": reconstruction, "kl": kl, "elbo": reconstruction - kl, "decoded": decoded}
 
+    def forward(self, x: Tensor, y: Tensor, num_data: int | None = None) -> dict[str, Tensor]:
+        """:meth:`elbo_terms` (so that :class:`~torch.nn.parallel.DistributedDataParallel` can wrap the model)."""
+        return self.elbo_terms(x, y, num_data)
+
     # ------------------------------------------------------------------ "mean": the reference's objective
     def mean_decoded_elbo(self, x: Tensor, y: Tensor, num_data: int | None = None) -> dict[str, Tensor]:
         r"""The reference implementation's objective (class docstring), per batch: ``elbo`` = ``reconstruction``

@@ -180,18 +180,27 @@ class GPVAE(PyroModule):
           likelihood's mean, e.g. for a GECO reconstruction constraint).
 
         With ``reconstruction=False`` the likelihood is not evaluated (no ``reconstruction`` and ``elbo``): what GECO
-        needs, ``kl`` and ``decoded``, for less work.
+        needs, ``kl`` and ``decoded``, for less work. ``kl_shared`` says whether ``kl`` belongs to the union batch of
+        several ranks (the sparse prior with a statistics reducer) rather than to this batch.
         """
         mean, var = self.latent_dataset(y, x)
         posterior = self.latent_prior.condition(x, mean, var, num_data)
         z = posterior.rsample()
         out = self.decode(z, y.dtype, x)
         kl = posterior.kl_divergence()
-        terms = {"kl": kl, "z": z, "decoded": out.sigmoid() if self.likelihood == "bernoulli" else out}
+        terms = {"kl": kl, "z": z, "decoded": out.sigmoid() if self.likelihood == "bernoulli" else out,
+                 "kl_shared": getattr(posterior, "kl_shared", False)}  # fmt: skip
         if reconstruction:
             log_likelihood = self.likelihood_from_output(out, y.dim()).log_prob(y)
             terms.update(reconstruction=log_likelihood, elbo=log_likelihood - kl.to(log_likelihood))
         return terms
+
+    def forward(
+        self, x: Tensor, y: Tensor, num_data: int | None = None, reconstruction: bool = True
+    ) -> dict[str, Tensor]:
+        """:meth:`elbo_terms`: calling the model gives its ELBO's parts, so that
+        :class:`~torch.nn.parallel.DistributedDataParallel` can wrap it."""
+        return self.elbo_terms(x, y, num_data, reconstruction)
 
     # ------------------------------------------------------------------ inference at test time
     @torch.no_grad()

@@ -86,17 +86,22 @@ class GECO(torch.nn.Module):
             return 0
         return max(0, math.floor(self.log_lagrange_multiplier.item() / _LN2))
 
+    @staticmethod
+    def per_example_error(y: Tensor, decoded: Tensor, observation_dims: int) -> Tensor:
+        r""":math:`\mathrm{mean}_{pixels}(\mathbf y_i - \hat{\mathbf y}_i)^2` of each example."""
+        return (y - decoded).square().flatten(start_dim=y.dim() - observation_dims).mean(-1)
+
     def constraint(self, y: Tensor, decoded: Tensor, observation_dims: int) -> Tensor:
         r"""Batch mean of :math:`C_i = \mathrm{mean}_{pixels}(\mathbf y_i - \hat{\mathbf y}_i)^2 - \kappa^2`."""
-        per_example = (y - decoded).square().flatten(start_dim=y.dim() - observation_dims).mean(-1)
-        return per_example.mean() - self.kappa2
+        return self.per_example_error(y, decoded, observation_dims).mean() - self.kappa2
 
-    def loss(self, kl: Tensor, constraint: Tensor) -> Tensor:
+    def loss(self, kl: Tensor, constraint: Tensor, value: Tensor | None = None) -> Tensor:
         r""":math:`\mathcal L / s` for one batch (float64 where ``kl`` is). The moving average that includes this
         batch is used for the value and committed by :meth:`update` (so a step that is skipped, e.g. for a
         non-finite loss, leaves GECO's state as it was). Multiply the loss by ``2 ** loss_exponent`` for its
-        unscaled value."""
-        value = constraint.detach().to(self.constraint_ma)
+        unscaled value. ``value``: the constraint's value for the moving average when it differs from ``constraint``'s
+        (distributed training: the union batch's, while each rank differentiates its own part)."""
+        value = (constraint if value is None else value).detach().to(self.constraint_ma)
         if bool(self.initialized):
             value = self.alpha * self.constraint_ma + (1.0 - self.alpha) * value
         self._pending_ma = value

@@ -19,6 +19,7 @@ from gpytorch.kernels import Kernel
 from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import Tensor
 
+from ..distributed import standard_normal_slice
 from ..variational.factorized_posterior import (
     GroupedGPPosterior,
     global_posterior,
@@ -48,6 +49,12 @@ class ExactGroupPosterior:
 
     def draw(self, site: Site) -> Tensor:
         return site("z_local", self.q.to_event(2), 1.0)
+
+    def rsample(self) -> Tensor:
+        """The draw of :meth:`draw`; on several ranks, this rank's groups' slice of the union's draw."""
+        loc = self.q.loc
+        eps = standard_normal_slice(loc.shape, -2, loc.dtype, loc.device)  # (J, P, Q): the groups' dimension
+        return loc + (self.q.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
 
     @property
     def mean(self) -> Tensor:
@@ -189,6 +196,16 @@ class FactorizedLatentPosterior(LatentPosterior):
         z_local = self.local.draw(site)
         q_global = dist.Normal(self.global_mean, self.global_variance.sqrt())
         return self._assemble(z_local, site("z_global", q_global.to_event(2), 1.0))
+
+    def rsample(self) -> Tensor:
+        """The draws of :meth:`draw`; on several ranks (whole groups per rank, in group order across the ranks) each
+        rank's slice of the union's draws (the exact local component; the sparse one draws as a single process)."""
+        if not isinstance(self.local, ExactGroupPosterior):
+            return super().rsample()
+        z_local = self.local.rsample()
+        mean = self.global_mean
+        eps = standard_normal_slice(mean.shape, -1, mean.dtype, mean.device)
+        return self._assemble(z_local, mean + self.global_variance.sqrt() * eps)
 
     @property
     def mean(self) -> Tensor:

@@ -7,6 +7,7 @@ from gpytorch.distributions import MultivariateNormal
 from pyro.distributions import Normal
 from torch import Tensor
 
+from ..distributed import standard_normal_slice
 from ..variational.group_layout import GroupLayout
 from .base import LatentPosterior, LatentPrior, Site, marginal_distribution, pyro_site
 
@@ -26,6 +27,11 @@ class IndependentLatentPosterior(LatentPosterior):
 
     def draw(self, site: Site) -> Tensor:
         return site("z", Normal(self.encoder_mean, self.var.sqrt()).to_event(self.encoder_mean.dim()), 1.0)
+
+    def rsample(self) -> Tensor:
+        """The draw of :meth:`draw`; on several ranks, this rank's slice of the union batch's draw."""
+        eps = standard_normal_slice(self.encoder_mean.shape, -1, self.encoder_mean.dtype, self.encoder_mean.device)
+        return self.encoder_mean + self.var.sqrt() * eps
 
     @property
     def mean(self) -> Tensor:

@@ -30,6 +30,11 @@ class SparseLatentPosterior(LatentPosterior):
         self.kl_scale = float(kl_scale)
 
     @property
+    def kl_shared(self) -> bool:
+        """Whether the KL is that of a union batch of several ranks (the same on all of them)."""
+        return self.posterior.sample_slice is not None
+
+    @property
     def prior_terms(self):
         """The prior terms of the inducing points and the batch inputs (for the model's sites)."""
         return self.posterior.prior_terms
@@ -105,7 +110,8 @@ class SparseLatentPrior(LatentPrior):
 
     def condition(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> SparseLatentPosterior:
         posterior = self.strategy.condition(self.gp_inputs(x), mean, var, num_data)
-        return SparseLatentPosterior(posterior, self.gp_inputs, self._kl_scale(mean.size(-1), num_data))
+        # b of the union batch when the strategy combines several ranks' shards, else this batch's
+        return SparseLatentPosterior(posterior, self.gp_inputs, self._kl_scale(posterior.num_points, num_data))
 
     def condition_on_batches(self, batches: Iterable[tuple[Tensor, Tensor, Tensor]]) -> SparseLatentPosterior:
         """Streaming conditioning on all the batches (:math:`b = N`) through their whitened statistics."""

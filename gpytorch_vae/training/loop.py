@@ -100,9 +100,11 @@ class _Progress:
 
 def _iterate(batches, epoch: int) -> Iterable:
     iterable = batches() if callable(batches) else batches
-    sampler = getattr(iterable, "sampler", None)
-    if hasattr(sampler, "set_epoch"):  # DistributedSampler: a new shuffle per epoch, the same on every rank
-        sampler.set_epoch(epoch)
+    for sampler in (iterable, getattr(iterable, "sampler", None), getattr(iterable, "batch_sampler", None)):
+        inner = getattr(sampler, "sampler", None)
+        for candidate in (sampler, inner):  # DistributedSampler, ShardedBatchSampler: a new order per epoch
+            if hasattr(candidate, "set_epoch"):
+                candidate.set_epoch(epoch)
     return iterable
 
 

@@ -9,6 +9,7 @@ import torch
 from pyro.infer import TraceMeanField_ELBO
 from torch import Tensor
 
+from .. import distributed
 from ..objectives import ScaledLossOptimizer
 from .loop import NONFINITE, guarded_step, run_epochs
 
@@ -38,6 +39,11 @@ def _check(lr: float, on_nonfinite: str, max_grad_norm: float | None) -> None:
         raise ValueError(f"max_grad_norm must be positive, got {max_grad_norm}")
 
 
+def _module(model):
+    """The model itself, or the one a :class:`~torch.nn.parallel.DistributedDataParallel` wraps."""
+    return getattr(model, "module", model)
+
+
 def svi_step(
     vae,
     optimizer: torch.optim.Optimizer,
@@ -48,19 +54,23 @@ def svi_step(
     on_nonfinite: str = "raise",
 ) -> Callable[[Tensor, Tensor], dict | None]:
     """One training step of :func:`fit_svi` as a function of a batch ``(x, y)``: the loss, a guarded backward and
-    optimiser step; returns the logged values (``None`` for a skipped step)."""
+    optimiser step; returns the logged values (``None`` for a skipped step). With ``direct`` and several ranks
+    (:mod:`gpytorch_vae.distributed`; ``vae`` may be a :class:`~torch.nn.parallel.DistributedDataParallel`), each
+    rank's loss is :func:`~gpytorch_vae.distributed.rank_loss`, so the averaged gradients are the union batch's."""
     elbo = TraceMeanField_ELBO()
-
-    def loss_of(x, y):
-        if direct:
-            return -vae.elbo_terms(x, y, num_data)["elbo"]
-        return elbo.differentiable_loss(vae.model, vae.guide, x, y, num_data)
+    module = _module(vae)
 
     def step(x, y):
-        loss = loss_scale * loss_of(x, y)
+        if direct:
+            local, shared = distributed.svi_parts(vae(x, y, num_data))
+            loss = loss_scale * distributed.rank_loss(local, shared)
+            value = loss_scale * (distributed.all_reduce_sum(local) + shared.detach())
+        else:
+            loss = loss_scale * elbo.differentiable_loss(module.model, module.guide, x, y, num_data)
+            value = loss.detach()
         if not guarded_step(loss, optimizer, max_grad_norm, on_nonfinite):
             return None
-        return {"loss": loss.item()}
+        return {"loss": value.item()}
 
     return step
 
@@ -73,21 +83,30 @@ def geco_step(
     max_grad_norm: float | None = None,
     on_nonfinite: str = "raise",
 ) -> Callable[[Tensor, Tensor], dict | None]:
-    """One training step of :func:`fit_geco` as a function of a batch ``(x, y)`` (see :func:`svi_step`)."""
+    """One training step of :func:`fit_geco` as a function of a batch ``(x, y)`` (see :func:`svi_step`). On several
+    ranks the constraint is that of the union batch: its value (for GECO's moving average and lambda) is summed over
+    the ranks, each rank differentiates its own points' part."""
+    module = _module(vae)
 
     def step(x, y):
-        terms = vae.elbo_terms(x, y, num_data, reconstruction=False)
-        constraint = geco.constraint(y, terms["decoded"], vae.observation_dims)
-        loss = geco.loss(terms["kl"], constraint)  # divided by 2 ** geco.loss_exponent
+        terms = vae(x, y, num_data, reconstruction=False)
+        per_example = geco.per_example_error(y, terms["decoded"], module.observation_dims)
+        count = distributed.all_reduce_sum(torch.tensor(float(per_example.numel()), device=per_example.device))
+        constraint = per_example.sum() / count - geco.kappa2 * per_example.numel() / count  # this rank's part
+        value = distributed.all_reduce_sum(constraint)
+        kl, shared = terms["kl"], terms.get("kl_shared", False)
+        rank_kl = kl if shared else distributed.world_size() * kl
+        loss = geco.loss(rank_kl, distributed.world_size() * constraint, value=value)  # / 2 ** loss_exponent
         exponent = geco.loss_exponent
         if not guarded_step(loss, optimizer, max_grad_norm, on_nonfinite, lambda: optimizer.step(exponent)):
             return None
         geco.update()
+        kl_value = kl.detach() if shared else distributed.all_reduce_sum(kl)
         return {
-            "kl": terms["kl"].item(),
-            "mse": constraint.item() + geco.kappa2,
+            "kl": kl_value.item(),
+            "mse": value.item() + geco.kappa2,
             "log10_lambda": geco.log_lagrange_multiplier.item() / math.log(10.0),
-            "loss": loss.item() * 2.0**exponent,
+            "loss": (kl_value * 2.0**-exponent + (loss - rank_kl * 2.0**-exponent).detach()).item() * 2.0**exponent,
         }
 
     return step
@@ -128,12 +147,13 @@ def fit_svi(
     optimizer = adam(trainable_parameters(vae), lr=lr)
     step = svi_step(vae, optimizer, num_data, loss_scale, direct, max_grad_norm, on_nonfinite)
     loop_options.setdefault("divergence_key", "loss")
+    loop_options.setdefault("is_writer", distributed.rank() == 0)
 
     def state() -> dict:
-        return {"model": vae.state_dict(), "optimizer": optimizer.state_dict()}
+        return {"model": _module(vae).state_dict(), "optimizer": optimizer.state_dict()}
 
     def load_state(saved: dict) -> None:
-        vae.load_state_dict(saved["model"])
+        _module(vae).load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
 
     return run_epochs(step, batches, epochs, state, load_state, **loop_options)
@@ -164,12 +184,13 @@ def fit_geco(
     optimizer = ScaledLossOptimizer(adam(trainable_parameters(vae), lr=lr))
     step = geco_step(vae, geco, optimizer, num_data, max_grad_norm, on_nonfinite)
     loop_options.setdefault("divergence_key", "mse")  # GECO's loss grows with lambda by design
+    loop_options.setdefault("is_writer", distributed.rank() == 0)
 
     def state() -> dict:
-        return {"model": vae.state_dict(), "geco": geco.state_dict(), "optimizer": optimizer.state_dict()}
+        return {"model": _module(vae).state_dict(), "geco": geco.state_dict(), "optimizer": optimizer.state_dict()}
 
     def load_state(saved: dict) -> None:
-        vae.load_state_dict(saved["model"])
+        _module(vae).load_state_dict(saved["model"])
         geco.load_state_dict(saved["geco"])
         optimizer.load_state_dict(saved["optimizer"])
 

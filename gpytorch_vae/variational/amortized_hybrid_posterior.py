@@ -42,6 +42,9 @@ class AmortizedHybridPosterior:
     :param latent_batch: the latent batch conditioned on (``None`` for statistics).
     :param statistics: the statistics conditioned on (computed from ``latent_batch`` when ``None``).
     :param scale: :math:`c = N/b`.
+    :param sample_slice: ``(offset, total)`` when this batch is the slice ``offset:offset + b`` of a union batch of
+        ``total`` points on several ranks (distributed training): :meth:`rsample_data` then draws the noise of the
+        whole union batch and uses its slice, as one process would.
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class AmortizedHybridPosterior:
         latent_batch: LatentBatch | None = None,
         statistics: WhitenedLatentStatistics | None = None,
         scale: float = 1.0,
+        sample_slice: tuple[int, int] | None = None,
     ):
         if latent_batch is None and statistics is None:
             raise ValueError("an AmortizedHybridPosterior needs a latent batch or statistics")
@@ -59,6 +63,7 @@ class AmortizedHybridPosterior:
         self.latent_batch = latent_batch
         self._statistics = statistics
         self.scale = float(scale)
+        self.sample_slice = sample_slice
         self._whitened: PyroMultivariateNormal | None = None
         self._kl: Tensor | None = None
 
@@ -80,6 +85,11 @@ class AmortizedHybridPosterior:
         return self._whitened
 
     # ------------------------------------------------------------------ q(u)
+    @property
+    def num_points(self) -> int:
+        """The number of latent points conditioned on (of the union batch, with a statistics reducer)."""
+        return self.statistics.num_points if self._statistics is not None else self._batch().num_points
+
     @property
     def batch_shape(self) -> torch.Size:
         """The GP batch shape, e.g. ``[L]`` or ``[B, L]``."""
@@ -119,6 +129,12 @@ class AmortizedHybridPosterior:
         (:func:`~gpytorch_vae.variational.fused.sample_and_kl`, compiled under
         :class:`gpytorch_vae.settings.compile_gp`)."""
         batch = self._batch()
+        if self.sample_slice is not None:
+            v = self.whitened_posterior.rsample()
+            offset, total = self.sample_slice
+            q_z = self.data_conditional(v)
+            eps = torch.empty(*q_z.loc.shape[:-1], total, dtype=q_z.loc.dtype, device=q_z.loc.device).normal_()
+            return q_z.loc + q_z.scale * eps[..., offset : offset + batch.num_points]
         if self._whitened is not None or self._statistics is not None:
             return self.data_conditional(self.whitened_posterior.rsample()).rsample()
         terms = self.prior_terms

@@ -67,6 +67,9 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         :math:`\mathbf I`, and in float32 the KL can be several times off (tested). The posterior objects of the
         stateless core hold and return ``compute_dtype`` tensors; the convenience layer returns the model's dtype.
         ``None``: the model's dtype throughout.
+    :param statistics_reducer: combines the statistics of the ranks' shards of a batch (e.g.
+        :class:`gpytorch_vae.distributed.StatisticsAllReduce`) in :meth:`condition` and
+        :meth:`accumulate_statistics`: every rank then gets the posterior of the union batch. Default: none.
     """
 
     def __init__(
@@ -76,10 +79,12 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         learn_inducing_locations: bool = True,
         jitter_val: float | None = None,
         compute_dtype: torch.dtype | None = torch.float64,
+        statistics_reducer=None,
     ):
         distribution = AmortizedVariationalDistribution(self, inducing_points.size(-2))
         super().__init__(model, inducing_points, distribution, learn_inducing_locations, jitter_val=jitter_val)
         self.compute_dtype = compute_dtype
+        self.statistics_reducer = statistics_reducer
         if jitter_val is None:  # GPyTorch's default for the dtype the factorisations run in
             self.jitter_val = settings.variational_cholesky_jitter.value(self._dtype)
         self.variational_params_initialized.fill_(1)
@@ -129,7 +134,13 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         batch = LatentBatch.create(*self._cast(x, y, noise), num_data, self.inducing_points.size(-1), observed)
         terms = self.prior_terms(batch.x)
         check_channels(batch.y, terms.chol.shape[:-2])
-        return AmortizedHybridPosterior(terms, self.prior_terms, latent_batch=batch, scale=batch.scale)
+        if self.statistics_reducer is None:
+            return AmortizedHybridPosterior(terms, self.prior_terms, latent_batch=batch, scale=batch.scale)
+        local = WhitenedLatentStatistics.from_interpolation(terms.interp, batch.y - terms.data_mean, batch.noise)
+        reduced = self.statistics_reducer(local)  # the union batch of all ranks: c = N / b with b = sum_r b_r
+        return AmortizedHybridPosterior(terms, self.prior_terms, latent_batch=batch, statistics=reduced,
+                                        scale=batch.num_data / reduced.num_points,
+                                        sample_slice=(reduced.offset, reduced.num_points))  # fmt: skip
 
     def latent_statistics(self, x: Tensor, y: Tensor, noise: Tensor) -> WhitenedLatentStatistics:
         """Whitened sufficient statistics of one batch of latent data under the current hyperparameters (in the
@@ -149,7 +160,7 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
             total = stats if total is None else total + stats
         if total is None:
             raise ValueError("no batches to accumulate: the iterable of (x, y, noise) batches was empty")
-        return total
+        return total if self.statistics_reducer is None else self.statistics_reducer(total)
 
     def condition_on_statistics(
         self, statistics: WhitenedLatentStatistics, num_data: int | None = None
