@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-variance", type=positive_float, default=None,
                         help="upper clip of the encoder variances (default: 10, the protocol)")  # fmt: skip
     parser.add_argument("--shuffle", action="store_true", help="a new random batch order every epoch")
+    parser.add_argument("--dataset", default="3", choices=("3", "36", "13679", "0123456789"),
+                        help="digit classes (scaling study, Fig. 7); other than 3 needs the MNIST files")  # fmt: skip
     parser.add_argument("--no-plots", action="store_true", help="do not draw figures (no matplotlib needed)")
     add_common(parser, out="runs/rotated_mnist")
     add_compile(parser)
@@ -61,7 +63,7 @@ def main(argv=None) -> None:
         out=args.out, resume=args.resume, lr=args.lr, joint_epochs=args.gppvae_joint_epochs,
         extrapolate=args.extrapolate, eval_every=args.eval_every, plots=not args.no_plots, init=args.init,
         network_dtype=args.network_dtype, shuffle=args.shuffle, lambda_max=args.lambda_max,
-        compile=COMPILE[args.compile], max_variance=args.max_variance,
+        compile=COMPILE[args.compile], max_variance=args.max_variance, dataset=args.dataset,
     )  # fmt: skip
     print(json.dumps(metrics, indent=2))
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from gpytorch_vae.data import mnist
 from gpytorch_vae.data.rotated_mnist import (
@@ -118,3 +119,58 @@ class TestGenerator:
             ours, theirs = split.aux[:, 2:], reference[f"{name}_aux"][:, 2:]
             signs = np.sign((ours * theirs).sum(0))
             np.testing.assert_allclose(ours * signs, theirs, atol=1e-2, rtol=0)
+
+
+class TestMultiClass:
+    """The scaling study's data sets (several digit classes), rotated by precomputed linear maps."""
+
+    def test_rotation_maps_equal_scipy_rotate(self):
+        from scipy import ndimage
+
+        from gpytorch_vae.data.rotated_mnist import rotation_matrices
+
+        image = np.random.default_rng(0).random((28, 28))
+        maps = rotation_matrices()
+        for index in (1, 5, 14):
+            direct = ndimage.rotate(image, ANGLES_DEG[index], reshape=False)
+            np.testing.assert_allclose((maps[index] @ image.ravel()).reshape(28, 28), direct, atol=1e-12, rtol=0)
+
+    def test_one_class_equals_the_digit_3_benchmark(self, benchmark):
+        from gpytorch_vae.data import MultiClassRotatedMNIST
+
+        data = MultiClassRotatedMNIST("3")
+        assert data.test_angle_deg == 157.5
+        for name in ("train", "test", "eval"):
+            ours, theirs = getattr(data, name)(), getattr(benchmark, name)()
+            np.testing.assert_array_equal(ours.aux[:, :2], theirs.aux[:, :2])
+            np.testing.assert_allclose(ours.aux[:, 2:], theirs.aux[:, 2:], atol=1e-10)
+            rows = np.arange(0, len(ours), 37)
+            np.testing.assert_allclose(ours.rotated(rows), theirs.images[rows], atol=1e-12, rtol=0)
+            aux, images = ours[rows]
+            assert images.dtype == torch.float32
+            np.testing.assert_allclose(images.numpy(), theirs.images[rows], atol=1e-5, rtol=0)
+            np.testing.assert_array_equal(aux.numpy(), ours.aux[rows])
+
+    def test_two_classes_from_given_images(self):
+        from gpytorch_vae.data import MultiClassRotatedMNIST
+        from gpytorch_vae.data.rotated_mnist import MNIST_CLASS_COUNTS
+
+        labels = np.repeat([3, 6], [MNIST_CLASS_COUNTS[3], MNIST_CLASS_COUNTS[6]])
+        images = np.zeros((len(labels), 28, 28), dtype=np.uint8)
+        images[:, 0, 0] = labels  # the class is readable from the image
+        data = MultiClassRotatedMNIST("36", images=images, labels=labels)
+        train, test, evaluation = data.train(), data.test(), data.eval()
+        assert (len(train), len(test), len(evaluation)) == (8100, 540, 1280)
+        ids = train.aux[:, 0].astype(int)
+        assert ids.max() < 800 and not set(ids) & set(range(360, 400)) and not set(ids) & set(range(760, 800))
+        assert set(evaluation.aux[:, 0].astype(int)) == set(range(360, 400)) | set(range(760, 800))
+        # instances 0..399 are threes, 400..799 sixes
+        np.testing.assert_array_equal(data.sources[:, 0, 0] * 255, np.repeat([3.0, 6.0], 400))
+        assert set(ids) & set(range(400)) and set(ids) & set(range(400, 800))
+
+    @pytest.mark.parametrize("classes", ["33", "3a", [10]])
+    def test_bad_classes(self, classes):
+        from gpytorch_vae.data import MultiClassRotatedMNIST
+
+        with pytest.raises(ValueError):
+            MultiClassRotatedMNIST(classes)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import statistics
 import time
 from dataclasses import dataclass
@@ -21,7 +22,14 @@ from torch.nn.parallel import DistributedDataParallel
 import gpytorch_vae
 from gpytorch_vae import GECO, GPVAE
 from gpytorch_vae.baselines import GPPVAE, DeepSVIGP, LowRankViewObjectGP, SVIGPLatentGP, fit_gppvae
-from gpytorch_vae.data import ImageSplit, RotatedMNIST, factorized_splits, load_rotated_mnist
+from gpytorch_vae.data import (
+    GeneratedImageSplit,
+    ImageSplit,
+    MultiClassRotatedMNIST,
+    RotatedMNIST,
+    factorized_splits,
+    load_rotated_mnist,
+)
 from gpytorch_vae.data.rotated_mnist import ANGLES_DEG
 from gpytorch_vae.distributed import ShardedBatchSampler, StatisticsAllReduce
 from gpytorch_vae.gps import SparseLatentGP
@@ -122,11 +130,43 @@ def batches_in_order(x: Tensor, y: Tensor, batch_size: int) -> list[tuple[Tensor
     return list(zip(x.split(batch_size), y.split(batch_size)))
 
 
-def training_batches(x: Tensor, y: Tensor, batch_size: int, shuffle: bool = False):
+class GeneratedImages:
+    """The images of a :class:`~gpytorch_vae.data.GeneratedImageSplit`, made when a batch of rows is asked for."""
+
+    def __init__(self, split: GeneratedImageSplit, device=None):
+        self.split, self.device = split, device
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, rows) -> Tensor:
+        return self.split.rotated_tensor(rows, self.device)
+
+
+def split_tensors(split, device=None):
+    """Auxiliary rows (float64) and images (float32): a tensor, or :class:`GeneratedImages` for a split made per
+    batch (the scaling study's data sets: no ``N x 784`` array)."""
+    if isinstance(split, GeneratedImageSplit):
+        return torch.tensor(split.aux, device=device), GeneratedImages(split, device)
+    return split.tensors(device)
+
+
+def all_images(y) -> Tensor:
+    return y[np.arange(len(y))] if isinstance(y, GeneratedImages) else y
+
+
+def ordered_batches(x: Tensor, y, batch_size: int):
+    """Consecutive batches in one process (evaluation: all the data, whatever the ranks)."""
+    if isinstance(y, GeneratedImages):
+        return _Sharded(x, y, ShardedBatchSampler(len(x), batch_size, rank=0, world=1))
+    return batches_in_order(x, y, batch_size)
+
+
+def training_batches(x: Tensor, y, batch_size: int, shuffle: bool = False):
     """The protocol's fixed batches, or (``shuffle``) a new random order of the rows every epoch (torch's global RNG,
     so resume stays exact). Under ``torchrun`` each rank gets its contiguous shard of every global batch
-    (:class:`gpytorch_vae.distributed.ShardedBatchSampler`)."""
-    if gpytorch_vae.distributed.is_distributed():
+    (:class:`gpytorch_vae.distributed.ShardedBatchSampler`); images made per batch come through it too."""
+    if gpytorch_vae.distributed.is_distributed() or isinstance(y, GeneratedImages):
         sampler = ShardedBatchSampler(len(x), batch_size, shuffle=shuffle)
         return _Sharded(x, y, sampler)
     if not shuffle:
@@ -189,6 +229,8 @@ def train_mean_decoded(
 def train_gppvae(model: GPPVAE, x, y, epochs, lr, batch_size, joint_epochs=0, shuffle=False, lambda_max=None, **loop):
     """Whole digits per batch (sorted by id, angle); ``epochs / 2`` VAE epochs, ``epochs / 2`` GP epochs, then
     ``joint_epochs`` with the Taylor trick (``shuffle`` does not apply: batches must hold whole digits)."""
+    if isinstance(y, GeneratedImages):
+        raise ValueError("GPPVAE's Taylor trick encodes all images every epoch: it needs the digit-3 data in memory")
     order = torch.from_numpy(np.lexsort((x[:, 1].cpu().numpy(), x[:, 0].cpu().numpy())))
     x, y = x[order], y[order]
     return fit_gppvae(model, x, y, vae_epochs=epochs // 2, gp_epochs=epochs - epochs // 2, joint_epochs=joint_epochs,
@@ -279,9 +321,9 @@ def generate(model, context: ImageSplit, targets: ImageSplit, device=None, batch
     """Conditional generation at the target inputs from the context images, through the interface every model
     shares (``model.condition(batches).predict(x)``, then ``model.decode``): the decoded posterior mean and one
     decoded posterior sample, each ``(n, 28, 28)``."""
-    x_context, y_context = context.tensors(device)
-    x_target, _ = targets.tensors(device)
-    posterior = model.condition(batches_in_order(x_context, y_context, batch_size))
+    x_context, y_context = split_tensors(context, device)
+    x_target = torch.tensor(targets.aux, device=device)
+    posterior = model.condition(ordered_batches(x_context, y_context, batch_size))
     q = posterior.predict(x_target)
     return model.decode(q.mean, x=x_target), model.decode(_sample(q), x=x_target)
 
@@ -289,7 +331,7 @@ def generate(model, context: ImageSplit, targets: ImageSplit, device=None, batch
 def evaluate(model, context: ImageSplit, targets: ImageSplit, device=None, batch_size: int = BATCH_SIZE) -> dict:
     """Per-pixel MSE over the targets of the decoded posterior mean (``mse``) and of one decoded posterior sample
     (``mse_sample``), and the generations."""
-    truth = targets.tensors(device)[1]
+    truth = all_images(split_tensors(targets, device)[1])
     from_mean, from_sample = generate(model, context, targets, device, batch_size)
     return {
         "mse": (from_mean - truth).square().mean().item(),
@@ -347,6 +389,7 @@ def run(
     lambda_max: float | None = None,
     compile: bool | None = None,
     max_variance: float | None = None,
+    dataset: str = "3",
 ) -> dict:
     """Train one model and evaluate conditional generation at 157.5 degrees on the test images; writes (atomically)
     ``out/metrics.json`` (``mse``, ``mse_sample``, ``seconds_per_epoch``, ``epochs``, ``model``, ...),
@@ -370,7 +413,12 @@ def run(
         raise ValueError("extrapolation to unseen digits needs --model fgpvae")
     epochs = setup.epochs if epochs is None else int(epochs)
     os.makedirs(out, exist_ok=True)
-    data = load_rotated_mnist(data_dir)
+    if dataset == "3":
+        data = load_rotated_mnist(data_dir)
+    elif setup.factorized_splits or model == "gppvae":
+        raise ValueError(f"--dataset {dataset}: the multi-class sets are for the SVGP-VAE, CVAE and Deep SVIGPs")
+    else:  # the scaling study's classes, images made per batch (docs/protocols/scaling.md)
+        data = MultiClassRotatedMNIST(dataset, data_dir=data_dir)
     train, test, splits = model_splits(model, data)
     pyro.set_rng_seed(seed)
     pyro.clear_param_store()
@@ -388,7 +436,7 @@ def run(
         net.max_variance = float(max_variance)
     compiled = compile_networks(*networks(net), enabled=compile, device_type=torch.device(device).type)
     gpytorch_vae.settings.compile_gp.set(compiled)
-    x, y = train.tensors(device)
+    x, y = split_tensors(train, device)
     trace = EvaluationTrace(net, train, test, eval_every, device)
     start = time.perf_counter()
     history = {}
@@ -420,6 +468,9 @@ def run(
         "device": str(device),
         "threads": torch.get_num_threads(),
         "world_size": gpytorch_vae.distributed.world_size(),
+        "dataset": dataset,
+        "num_train": len(train),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "init": init,
         "network_dtype": network_dtype,
         "shuffle": shuffle,

@@ -9,14 +9,24 @@ from .moving_ball import (
     MovingBallStream,
     moving_ball_test_batch,
 )
-from .rotated_mnist import FactorizedSplits, ImageSplit, RotatedMNIST, factorized_splits, load_rotated_mnist
+from .rotated_mnist import (
+    FactorizedSplits,
+    GeneratedImageSplit,
+    ImageSplit,
+    MultiClassRotatedMNIST,
+    RotatedMNIST,
+    factorized_splits,
+    load_rotated_mnist,
+)
 from .sprites import SpriteFrames, SpritesSplits, load_sprite_frames, render_sprites, sprites_splits
 from .synthetic import SyntheticGPData, make_synthetic_gp_data
 
 __all__ = [
     "DATA_ENV",
     "FactorizedSplits",
+    "GeneratedImageSplit",
     "ImageSplit",
+    "MultiClassRotatedMNIST",
     "MovingBallBatch",
     "MovingBallDataset",
     "MovingBallGenerator",
