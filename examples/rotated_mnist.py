@@ -19,7 +19,7 @@ from experiments.cli import (
     positive_int,
     run_main,
 )
-from experiments.rotated_mnist import MODELS, run
+from experiments.rotated_mnist import MODELS, Capacity, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shuffle", action="store_true", help="a new random batch order every epoch")
     parser.add_argument("--dataset", default="3", choices=("3", "36", "13679", "0123456789"),
                         help="digit classes (scaling study, Fig. 7); other than 3 needs the MNIST files")  # fmt: skip
+    parser.add_argument("--inducing-points", type=positive_int, default=32,
+                        help="m of the sparse GPs (Fig. 6: 8, 16, 24, 32)")  # fmt: skip
+    parser.add_argument("--object-dim", type=positive_int, default=8,
+                        help="GP-LVM dimension M (Fig. 6, GPPVAE: 8, 16, 24, 32; rank H = 16 M)")  # fmt: skip
     parser.add_argument("--no-plots", action="store_true", help="do not draw figures (no matplotlib needed)")
     add_common(parser, out="runs/rotated_mnist")
     add_compile(parser)
@@ -64,6 +68,7 @@ def main(argv=None) -> None:
         extrapolate=args.extrapolate, eval_every=args.eval_every, plots=not args.no_plots, init=args.init,
         network_dtype=args.network_dtype, shuffle=args.shuffle, lambda_max=args.lambda_max,
         compile=COMPILE[args.compile], max_variance=args.max_variance, dataset=args.dataset,
+        capacity=Capacity(args.inducing_points, args.object_dim),
     )  # fmt: skip
     print(json.dumps(metrics, indent=2))
 

@@ -6,7 +6,15 @@ import numpy as np
 import pyro
 import pytest
 import torch
-from experiments.rotated_mnist import MODELS, angle_features, build_model, evaluate, inducing_init
+from experiments.rotated_mnist import (
+    MODELS,
+    Capacity,
+    angle_features,
+    build_model,
+    evaluate,
+    inducing_angle_indices,
+    inducing_init,
+)
 from pyro.infer import TraceMeanField_ELBO
 
 from gpytorch_vae.data.rotated_mnist import ImageSplit, RotatedMNIST
@@ -75,6 +83,29 @@ def test_inducing_init(benchmark):
     ).all()
     torch.testing.assert_close(inducing_init(train, seed=0), points)
 
+
+
+@pytest.mark.parametrize("num", [8, 16, 24, 32, 40])
+def test_inducing_angles_of_fig6(num):
+    """Fig. 6's capacities: 8 = one point at each of the reference code's 8 sampled angles, 16/32 = 1/2 per angle,
+    24 = one per angle plus one at those 8 angles."""
+    counts = np.bincount(inducing_angle_indices(num), minlength=16)
+    sampled = np.zeros(16, dtype=int)
+    sampled[[0, 4, 6, 7, 8, 12, 13, 15]] = 1  # random.seed(0); random.sample(range(16), 8)
+    assert counts.sum() == num
+    np.testing.assert_array_equal(counts, num // 16 + (sampled if num % 16 == 8 else 0))
+
+
+def test_capacity_sizes_the_models(benchmark):
+    train = benchmark.train()
+    points = inducing_init(train, 24, 0, np.random.default_rng(0).normal(size=(400, 16)))
+    assert points.shape == (24, 17)
+    model = build_model("svgpvae", benchmark, train, capacity=Capacity(inducing_points=8, object_dim=16))
+    assert model.latent_prior.gp.variational_strategy.inducing_points.shape == (8, 17)
+    gppvae = build_model("gppvae", benchmark, train, capacity=Capacity(object_dim=24))
+    assert gppvae.gp.input_map.object_vectors.shape == (400, 24)
+    with pytest.raises(ValueError, match="positive"):
+        Capacity(inducing_points=0)
 
 def test_conv_networks():
     encoder, decoder = ConvEncoder(16), ConvDecoder(16)

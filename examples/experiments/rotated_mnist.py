@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import resource
 import statistics
 import time
@@ -30,7 +31,7 @@ from gpytorch_vae.data import (
     factorized_splits,
     load_rotated_mnist,
 )
-from gpytorch_vae.data.rotated_mnist import ANGLES_DEG
+from gpytorch_vae.data.rotated_mnist import ANGLES_DEG, NUM_PCA, pca_components
 from gpytorch_vae.distributed import ShardedBatchSampler, StatisticsAllReduce
 from gpytorch_vae.gps import SparseLatentGP
 from gpytorch_vae.kernels import ObjectViewInputs, ViewObjectKernel, fixed_periodic_kernel, view_object_kernel
@@ -39,7 +40,7 @@ from gpytorch_vae.priors import FactorizedLatentPrior, IndependentLatentPrior, S
 from gpytorch_vae.training import adam, fit_geco, fit_svi, guarded_step, run_epochs, trainable_parameters, write_json
 
 LATENT_DIM = 16
-INDUCING_PER_ANGLE = 2  # m = 32
+NUM_INDUCING = 32  # 2 per angle
 KAPPA2 = 0.020
 BATCH_SIZE = 256
 FGP_BATCH_SIZE = 220  # 20 whole digits x 11 angles
@@ -55,41 +56,79 @@ def angle_features(aux: Tensor) -> Tensor:
     return torch.cat([angle.sin(), angle.cos()], dim=-1)
 
 
-def inducing_init(train: ImageSplit, per_angle: int = INDUCING_PER_ANGLE, seed: int = 0) -> Tensor:
-    r"""Inducing inputs :math:`(\theta, \mathbf v)`: ``per_angle`` per angle of all 16 (157.5 deg included); each
-    coordinate of :math:`\mathbf v` drawn from a 1-D Gaussian KDE (:func:`scipy.stats.gaussian_kde`, Scott's rule) of
-    the matching PCA column of the training auxiliary rows. ``(16 * per_angle, 9)`` float64."""
+@dataclass(frozen=True)
+class Capacity:
+    """The sizes that Fig. 6 of the SVGP-VAE paper varies: ``inducing_points`` m of the sparse GPs (SVGP-VAE, Deep
+    SVIGP) and the GP-LVM dimension M of the object vectors (GPPVAE's rank is H = 16 M). The defaults are Table 1's."""
+
+    inducing_points: int = NUM_INDUCING
+    object_dim: int = NUM_PCA
+
+    def __post_init__(self):
+        if self.inducing_points < 1 or self.object_dim < 1:
+            raise ValueError(f"inducing_points and object_dim must be positive, got {self}")
+
+
+def inducing_angle_indices(num: int) -> np.ndarray:
+    """Angles (indices into the 16) of ``num`` inducing points: ``num // 16`` at every angle, and one more at each of
+    ``num % 16`` angles drawn by ``random.seed(0); random.sample(range(16), num % 16)``. For 8 this is the reference
+    code's rule for half a point per angle; for 24 it is our choice (the code cannot make 24: 1.5 truncates to 1),
+    stated in ``docs/scaling.md``. Sorted, so 32 gives the protocol's two per angle."""
+    extra = random.Random(0).sample(range(len(ANGLES_DEG)), num % len(ANGLES_DEG))
+    counts = np.full(len(ANGLES_DEG), num // len(ANGLES_DEG))
+    counts[extra] += 1
+    return np.repeat(np.arange(len(ANGLES_DEG)), counts)
+
+
+def inducing_init(train: ImageSplit, num: int = NUM_INDUCING, seed: int = 0, object_vectors=None) -> Tensor:
+    r"""Inducing inputs :math:`(\theta, \mathbf v)`: ``num`` points at the angles of :func:`inducing_angle_indices`
+    (157.5 deg included); each coordinate of :math:`\mathbf v` drawn from a 1-D Gaussian KDE
+    (:func:`scipy.stats.gaussian_kde`, Scott's rule) of the matching column of the training rows' object vectors
+    (``object_vectors[id]``; default: the PCA columns of the auxiliary rows). ``(num, 1 + dim)`` float64."""
     rng = np.random.default_rng(seed)
-    num = per_angle * len(ANGLES_DEG)
-    angles = np.repeat(np.deg2rad(ANGLES_DEG), per_angle)
-    columns = [gaussian_kde(column).resample(num, seed=rng)[0] for column in train.aux[:, 2:].T]
+    angles = np.deg2rad(ANGLES_DEG[inducing_angle_indices(num)])
+    vectors = train.aux[:, 2:] if object_vectors is None else object_vectors[train.aux[:, 0].astype(int)]
+    columns = [gaussian_kde(column).resample(num, seed=rng)[0] for column in vectors.T]
     return torch.tensor(np.stack([angles, *columns], axis=1))
+
+
+def object_vector_init(data, dim: int) -> np.ndarray:
+    """Initial GP-LVM vectors ``(instances, dim)``: the data's PCA scores, or for another ``dim`` a PCA(dim) of the
+    unrotated source digits."""
+    return data.pca if dim == data.pca.shape[1] else pca_components(data.sources, dim)
 
 
 # ---------------------------------------------------------------------- models
 GAUSSIAN_VAE = dict(likelihood="gaussian", observation_dims=2, min_variance=1e-3, max_variance=10.0)
 
 
-def object_view_gp_parts(data: RotatedMNIST, gp_dtype: torch.dtype, composed: bool = False):
+def object_view_gp_parts(data: RotatedMNIST, gp_dtype: torch.dtype, vectors: np.ndarray, composed: bool = False):
     """The view x object kernel (one :class:`ViewObjectKernel`, or, ``composed``, GPyTorch's kernels as
-    :func:`view_object_kernel` builds them: the same function) and the GP-LVM vectors (from the PCA scores)."""
-    object_dim = data.pca.shape[1]
+    :func:`view_object_kernel` builds them: the same function) and the GP-LVM vectors (initialised at ``vectors``)."""
+    object_dim = vectors.shape[1]
     kernel = (
         view_object_kernel(object_dim, dtype=gp_dtype) if composed else ViewObjectKernel(object_dim, dtype=gp_dtype)
     )
-    return kernel, ObjectViewInputs(torch.tensor(data.pca)).to(gp_dtype)
+    return kernel, ObjectViewInputs(torch.tensor(vectors)).to(gp_dtype)
 
 
-def build_svgpvae(data: RotatedMNIST, train: ImageSplit, seed: int, gp_dtype: torch.dtype) -> GPVAE:
+def sparse_gp_parts(data, train: ImageSplit, seed: int, gp_dtype: torch.dtype, capacity: Capacity):
+    """Kernel, GP-LVM inputs and initial inducing points of the sparse models (SVGP-VAE, Deep SVIGP)."""
+    vectors = object_vector_init(data, capacity.object_dim)
+    kernel, inputs = object_view_gp_parts(data, gp_dtype, vectors)
+    return kernel, inputs, inducing_init(train, capacity.inducing_points, seed, vectors)
+
+
+def build_svgpvae(data: RotatedMNIST, train: ImageSplit, seed: int, gp_dtype: torch.dtype, capacity: Capacity):
     """GPVAE + SparseLatentPrior (m = 32) on the view x object kernel over learned GP-LVM vectors; encoder variances
     clipped to [1e-3, 10]."""
-    kernel, inputs = object_view_gp_parts(data, gp_dtype)
-    gp = SparseLatentGP(inducing_init(train, seed=seed), kernel)
+    kernel, inputs, inducing = sparse_gp_parts(data, train, seed, gp_dtype, capacity)
+    gp = SparseLatentGP(inducing, kernel)
     prior = SparseLatentPrior(gp, input_map=inputs).to(gp_dtype)
     return GPVAE(ConvEncoder(LATENT_DIM), ConvDecoder(LATENT_DIM), prior, LATENT_DIM, gp_dtype=gp_dtype, **GAUSSIAN_VAE)
 
 
-def build_cvae(data: RotatedMNIST, train: ImageSplit, seed: int, gp_dtype: torch.dtype) -> GPVAE:
+def build_cvae(data: RotatedMNIST, train: ImageSplit, seed: int, gp_dtype: torch.dtype, capacity: Capacity):
     """Conditional networks (angle as sin/cos), N(0, I) prior, Gaussian likelihood with sigma = 0.01; test digits
     are generated from the average latent code of their training images (group column 0, the digit id)."""
     networks = ConvEncoder(LATENT_DIM, condition_dim=2), ConvDecoder(LATENT_DIM, condition_dim=2)
@@ -97,27 +136,28 @@ def build_cvae(data: RotatedMNIST, train: ImageSplit, seed: int, gp_dtype: torch
                  observation_scale=0.01, observation_dims=2, condition=angle_features)  # fmt: skip
 
 
-def build_gppvae(data: RotatedMNIST, train: ImageSplit, seed: int, gp_dtype: torch.dtype) -> GPPVAE:
+def build_gppvae(data: RotatedMNIST, train: ImageSplit, seed: int, gp_dtype: torch.dtype, capacity: Capacity):
     """A plain VAE (Gaussian likelihood, sigma = 0.1) with the exact low-rank GP over the view x object kernel and
     GP-LVM vectors (noise initialised at 0.1)."""
     vae = GPVAE(ConvEncoder(LATENT_DIM), ConvDecoder(LATENT_DIM), IndependentLatentPrior(), LATENT_DIM,
                 likelihood="gaussian", observation_scale=GPPVAE_OBSERVATION_SCALE, observation_dims=2)  # fmt: skip
-    kernel, inputs = object_view_gp_parts(data, gp_dtype, composed=True)  # the low-rank GP uses its view factor
+    vectors = object_vector_init(data, capacity.object_dim)
+    kernel, inputs = object_view_gp_parts(data, gp_dtype, vectors, composed=True)  # the low-rank GP: its view factor
     return GPPVAE(vae, LowRankViewObjectGP(kernel, inputs, torch.tensor(np.deg2rad(ANGLES_DEG))))
 
 
 def build_deep_svigp(objective: str, noise: float):
-    def build(data: RotatedMNIST, train: ImageSplit, seed: int, gp_dtype: torch.dtype) -> DeepSVIGP:
+    def build(data: RotatedMNIST, train: ImageSplit, seed: int, gp_dtype: torch.dtype, capacity: Capacity):
         """Deep SVIGP: GPyTorch's SVGP (free q(u)) over the same kernel, GP-LVM vectors and inducing points, with the
         decoder as likelihood."""
-        kernel, inputs = object_view_gp_parts(data, gp_dtype)
-        gp = SVIGPLatentGP(inducing_init(train, seed=seed), kernel, LATENT_DIM).to(gp_dtype)
+        kernel, inputs, inducing = sparse_gp_parts(data, train, seed, gp_dtype, capacity)
+        gp = SVIGPLatentGP(inducing, kernel, LATENT_DIM).to(gp_dtype)
         return DeepSVIGP(gp, ConvDecoder(LATENT_DIM), inputs, noise=noise, objective=objective)
 
     return build
 
 
-def build_fgpvae(data: RotatedMNIST, train: ImageSplit, seed: int, gp_dtype: torch.dtype) -> GPVAE:
+def build_fgpvae(data: RotatedMNIST, train: ImageSplit, seed: int, gp_dtype: torch.dtype, capacity: Capacity):
     """GPVAE + FactorizedLatentPrior: 8 local channels (fixed periodic kernel per digit), 8 global channels."""
     prior = FactorizedLatentPrior(fixed_periodic_kernel(dtype=gp_dtype), FGP_LOCAL_CHANNELS,
                                   LATENT_DIM - FGP_LOCAL_CHANNELS, group_column=0, local_columns=(1,))  # fmt: skip
@@ -293,10 +333,12 @@ def build_model(
     gp_dtype=torch.float64,
     init: str = "torch",
     network_dtype=torch.float32,
+    capacity: Capacity = Capacity(),
 ):
     """The model ``name`` of :data:`MODELS`: GP parts in ``gp_dtype``, networks in ``network_dtype`` initialised by
-    ``init`` (:data:`gpytorch_vae.nn.INITIALISATIONS`: PyTorch's defaults, or Keras' as in the reference code)."""
-    model = MODELS[name].build(data, train, seed, gp_dtype)
+    ``init`` (:data:`gpytorch_vae.nn.INITIALISATIONS`: PyTorch's defaults, or Keras' as in the reference code);
+    ``capacity``: m and M (:class:`Capacity`)."""
+    model = MODELS[name].build(data, train, seed, gp_dtype, capacity)
     INITIALISATIONS[init](model)  # only linear and convolution layers: the networks
     if network_dtype != torch.float32:
         model.to(network_dtype)  # the GP parts are float64 already
@@ -390,6 +432,7 @@ def run(
     compile: bool | None = None,
     max_variance: float | None = None,
     dataset: str = "3",
+    capacity: Capacity = Capacity(),
 ) -> dict:
     """Train one model and evaluate conditional generation at 157.5 degrees on the test images; writes (atomically)
     ``out/metrics.json`` (``mse``, ``mse_sample``, ``seconds_per_epoch``, ``epochs``, ``model``, ...),
@@ -425,7 +468,7 @@ def run(
     dtype = {"float32": torch.float32, "float64": torch.float64}[network_dtype]
     init = setup.init if init is None else init
     lambda_max = setup.lambda_max if lambda_max is None else lambda_max
-    net = build_model(model, data, train, seed=seed, init=init, network_dtype=dtype).to(device)
+    net = build_model(model, data, train, seed=seed, init=init, network_dtype=dtype, capacity=capacity).to(device)
     trained = net
     if distributed_run:  # every rank the same q(u) of the union batch; DDP averages the gradients
         if isinstance(getattr(net, "latent_prior", None), SparseLatentPrior):
@@ -469,6 +512,8 @@ def run(
         "threads": torch.get_num_threads(),
         "world_size": gpytorch_vae.distributed.world_size(),
         "dataset": dataset,
+        "inducing_points": capacity.inducing_points,
+        "object_dim": capacity.object_dim,
         "num_train": len(train),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "init": init,

@@ -115,6 +115,7 @@ class RotatedMNIST:
         except ImportError as error:  # scipy is an optional dependency of the library
             raise ImportError("rotated MNIST needs scipy (scipy.ndimage.rotate): pip install scipy") from error
         unrotated = digits.astype(np.float64) / 255.0
+        self.sources = unrotated  # (400, 28, 28) in [0, 1]
         self.pca = pca_components(unrotated)
         # (400, 16, 28, 28): scipy's defaults (order 3, mode 'constant'), reshape=False, no clipping
         self.images = np.stack(
