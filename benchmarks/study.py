@@ -20,29 +20,26 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--example", required=True)
-    parser.add_argument("--runs-dir", required=True)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--config", action="append", required=True, help="NAME=ARGS")
-    parser.add_argument("--plots", action="store_true", help="draw each run's figures (default: --no-plots)")
-    args = parser.parse_args()
-    script = os.path.join(ROOT, "examples", f"{args.example}.py")
+def pending_runs(example: str, runs_dir: str, configs: dict[str, str], seeds, plots: bool = False) -> list:
+    """``(out, command)`` of every configuration x seed without a ``metrics.json`` yet (resumed where interrupted)."""
+    script = os.path.join(ROOT, "examples", f"{example}.py")
     queue = []
-    for config in args.config:
-        name, _, options = config.partition("=")
-        for seed in args.seeds:
-            out = os.path.join(args.runs_dir, f"{name}_s{seed}")
+    for name, options in configs.items():
+        for seed in seeds:
+            out = os.path.join(runs_dir, f"{name}_s{seed}")
             if os.path.exists(os.path.join(out, "metrics.json")):
                 continue
             command = [sys.executable, script, *shlex.split(options), "--seed", str(seed), "--threads", "1",
-                       *([] if args.plots else ["--no-plots"]), "--out", out, "--resume"]  # fmt: skip
+                       *([] if plots else ["--no-plots"]), "--out", out, "--resume"]  # fmt: skip
             queue.append((out, command))
-    running = []
+    return queue
+
+
+def run_queue(queue: list, jobs: int = 2) -> int:
+    """Run the ``(out, command)`` pairs ``jobs`` at a time, each logging to ``out.log``; returns the number failed."""
+    queue, running, failed = list(queue), [], 0
     while queue or running:
-        while queue and len(running) < args.jobs:
+        while queue and len(running) < jobs:
             out, command = queue.pop(0)
             os.makedirs(out, exist_ok=True)
             log = open(out + ".log", "w")
@@ -54,7 +51,23 @@ def main() -> None:
             if process.poll() is not None:
                 log.close()
                 running.remove(item)
+                failed += process.returncode != 0
                 print("done" if process.returncode == 0 else f"FAILED ({process.returncode})", out, flush=True)
+    return failed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--example", required=True)
+    parser.add_argument("--runs-dir", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--config", action="append", required=True, help="NAME=ARGS")
+    parser.add_argument("--plots", action="store_true", help="draw each run's figures (default: --no-plots)")
+    args = parser.parse_args()
+    configs = dict(config.partition("=")[::2] for config in args.config)
+    queue = pending_runs(args.example, args.runs_dir, configs, args.seeds, args.plots)
+    sys.exit(1 if run_queue(queue, args.jobs) else 0)
 
 
 if __name__ == "__main__":
