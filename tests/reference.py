@@ -106,3 +106,26 @@ def gaussian_kl(m1, s1, m2, s2):
 
 def log_normal(y, mean, var):
     return -0.5 * (math.log(2 * math.pi) + torch.log(var) + (y - mean) ** 2 / var)
+
+
+# ---------------------------------------------------------------------- a tiny VAE for the training-loop tests
+class LinearEncoder(torch.nn.Module):
+    """A linear encoder: means and log-variances of a 2-dim latent code."""
+
+    def __init__(self, data_dim: int, latent_dim: int = 2):
+        super().__init__()
+        self.net = torch.nn.Linear(data_dim, 2 * latent_dim)
+
+    def forward(self, y):
+        return self.net(y).chunk(2, dim=-1)
+
+
+def tiny_vae(data_dim: int = 16, latent_dim: int = 2):
+    """A Gaussian VAE with linear networks and the N(0, I) prior."""
+    from gpytorch_vae.models import GPVAE
+    from gpytorch_vae.priors import IndependentLatentPrior
+
+    decoder = torch.nn.Linear(latent_dim, data_dim)
+    return GPVAE(
+        LinearEncoder(data_dim, latent_dim), decoder, IndependentLatentPrior(), latent_dim, likelihood="gaussian"
+    )

@@ -6,9 +6,9 @@ import pytest
 import torch
 from gpytorch.distributions import MultivariateNormal
 
-from gpytorch_vae import GPVAE, IndependentLatentPrior
 from gpytorch_vae.baselines import GPPVAE, LowRankViewObjectGP, fit_gppvae
 from gpytorch_vae.kernels import ObjectViewInputs, view_object_kernel
+from reference import tiny_vae
 
 DT = torch.float64
 ANGLES = torch.linspace(0, 2 * math.pi, 17, dtype=DT)[:-1]
@@ -72,17 +72,8 @@ def test_off_grid_angles_are_refused():
         gp.features(torch.tensor([[0.0, 0.1]], dtype=DT))
 
 
-class Encoder(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = torch.nn.Linear(5, 4)
-
-    def forward(self, y):
-        return self.net(y).chunk(2, dim=-1)
-
-
 def make_gppvae():
-    vae = GPVAE(Encoder(), torch.nn.Linear(2, 5), IndependentLatentPrior(), 2, likelihood="gaussian")
+    vae = tiny_vae(data_dim=5)
     return GPPVAE(vae.double(), make_gp())
 
 

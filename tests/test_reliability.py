@@ -16,7 +16,6 @@ import pyro
 import pytest
 import torch
 
-from gpytorch_vae import GPVAE, IndependentLatentPrior
 from gpytorch_vae.data import make_synthetic_gp_data, mnist
 from gpytorch_vae.gps import SparseLatentGP
 from gpytorch_vae.training import (
@@ -27,7 +26,7 @@ from gpytorch_vae.training import (
     save_checkpoint,
     write_json,
 )
-from reference import latent_data, make_sparse_gp
+from reference import latent_data, make_sparse_gp, tiny_vae
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -180,17 +179,6 @@ class TestLatentDataValidation:
 
 
 # ---------------------------------------------------------------------- 4. non-finite and diverging losses
-class Encoder(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = torch.nn.Linear(16, 4)
-
-    def forward(self, y):
-        return self.net(y).chunk(2, dim=-1)
-
-
-def tiny_vae():
-    return GPVAE(Encoder(), torch.nn.Linear(2, 16), IndependentLatentPrior(), latent_dim=2, likelihood="gaussian")
 
 
 class TestGuardedTraining:

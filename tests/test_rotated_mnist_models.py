@@ -84,7 +84,6 @@ def test_inducing_init(benchmark):
     torch.testing.assert_close(inducing_init(train, seed=0), points)
 
 
-
 @pytest.mark.parametrize("num", [8, 16, 24, 32, 40])
 def test_inducing_angles_of_fig6(num):
     """Fig. 6's capacities: 8 = one point at each of the reference code's 8 sampled angles, 16/32 = 1/2 per angle,
@@ -106,6 +105,7 @@ def test_capacity_sizes_the_models(benchmark):
     assert gppvae.gp.input_map.object_vectors.shape == (400, 24)
     with pytest.raises(ValueError, match="positive"):
         Capacity(inducing_points=0)
+
 
 def test_conv_networks():
     encoder, decoder = ConvEncoder(16), ConvDecoder(16)

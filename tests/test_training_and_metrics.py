@@ -3,23 +3,10 @@
 import pyro
 import torch
 
-from gpytorch_vae import GPVAE, IndependentLatentPrior
 from gpytorch_vae.data import make_synthetic_gp_data
 from gpytorch_vae.metrics import affine_aligned_rmse
 from gpytorch_vae.training import fit_svi
-
-
-class Encoder(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = torch.nn.Linear(16, 4)
-
-    def forward(self, y):
-        return self.net(y).chunk(2, dim=-1)
-
-
-def make_vae():
-    return GPVAE(Encoder(), torch.nn.Linear(2, 16), IndependentLatentPrior(), latent_dim=2, likelihood="gaussian")
+from reference import tiny_vae
 
 
 def test_affine_aligned_rmse():
@@ -42,12 +29,12 @@ def test_resume_continues_from_saved_epoch(tmp_path):
     path = str(tmp_path / "ckpt.pt")
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
-    trained = make_vae()
+    trained = tiny_vae()
     fit_svi(trained, batches, None, epochs=2, lr=1e-2, checkpoint=path, progress=False)
     saved = {k: v.clone() for k, v in trained.state_dict().items()}
 
     pyro.clear_param_store()
-    restored = make_vae()
+    restored = tiny_vae()
     assert fit_svi(restored, batches, None, epochs=2, checkpoint=path, resume=True, progress=False) == []
     for name, value in restored.state_dict().items():
         torch.testing.assert_close(value, saved[name])
