@@ -45,3 +45,31 @@ def markdown_table(rows: list[dict], columns: list[str], formats: dict | None = 
 def save(path: str, payload: dict) -> None:
     write_json(path, payload)
     print(f"wrote {path}")
+
+
+def load_runs(runs_dir: str, name: str, seeds) -> list[tuple[dict, dict]]:
+    """``(metrics, history)`` of the finished runs ``RUNS_DIR/NAME_sSEED`` (those without ``metrics.json`` are left
+    out; ``history`` is ``{}`` where the run wrote none)."""
+    import json
+
+    found = []
+    for seed in seeds:
+        folder = os.path.join(runs_dir, f"{name}_s{seed}")
+        if not os.path.exists(os.path.join(folder, "metrics.json")):
+            continue
+        with open(os.path.join(folder, "metrics.json")) as f:
+            metrics = json.load(f)
+        history = {}
+        if os.path.exists(os.path.join(folder, "history.json")):
+            with open(os.path.join(folder, "history.json")) as f:
+                history = json.load(f)
+        found.append((metrics, history))
+    return found
+
+
+def curve_at(history: dict, epoch: int, key: str = "mse_sample") -> float | None:
+    """The test MSE that a run's evaluation trace recorded at ``epoch`` (``None`` if it has no such point)."""
+    for point in history.get("evaluation", []):
+        if point["epoch"] == epoch:
+            return point.get(key)
+    return None

@@ -143,16 +143,6 @@ def processes(args) -> None:
 
 
 # ---------------------------------------------------------------------- report
-def load_runs(runs_dir: str, name: str, seeds) -> list[dict]:
-    found = []
-    for seed in seeds:
-        path = os.path.join(runs_dir, f"{name}_s{seed}", "metrics.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                found.append(json.load(f))
-    return found
-
-
 def mean_sd(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
@@ -171,7 +161,7 @@ def report(args) -> None:
     timed = {(r.get("dataset"), r.get("model"), r.get("capacity")): r for r in timing_rows}
     sizes = []
     for dataset in SIZES:
-        runs = load_runs(args.runs_dir, size_name(dataset), args.seeds)
+        runs = [m for m, _ in common.load_runs(args.runs_dir, size_name(dataset), args.seeds)]
         mse, mse_sd = mean_sd([r["mse"] for r in runs])
         t = timed.get((dataset, None, None), {})
         sizes.append({"dataset": dataset, "N": 4050 * len(dataset), "seeds": len(runs), "mse": mse, "mse_sd": mse_sd,
@@ -179,7 +169,7 @@ def report(args) -> None:
                       "peak_rss_mb": t.get("peak_rss_mb")})  # fmt: skip
     capacity = []
     for name, (model, m) in capacity_names().items():
-        runs = load_runs(args.runs_dir, name, args.seeds)
+        runs = [m for m, _ in common.load_runs(args.runs_dir, name, args.seeds)]
         mse, mse_sd = mean_sd([r["mse"] for r in runs])
         t = timed.get((None, model, m), {})
         capacity.append({"model": model, "capacity": m, "seeds": len(runs), "mse": mse, "mse_sd": mse_sd,
