@@ -108,7 +108,8 @@ def timing(args) -> None:
 
 
 def _timing_fields(metrics: dict) -> dict:
-    return {key: metrics.get(key) for key in ("num_train", "seconds_per_epoch", "first_epoch_seconds", "peak_rss_mb")}
+    keys = ("num_train", "seconds_per_epoch", "first_epoch_seconds", "peak_rss_mb", "training_peak_rss_mb")
+    return {key: metrics.get(key) for key in keys}
 
 
 def processes(args) -> None:
@@ -165,8 +166,8 @@ def report(args) -> None:
         mse, mse_sd = mean_sd([r["mse"] for r in runs])
         t = timed.get((dataset, None, None), {})
         sizes.append({"dataset": dataset, "N": 4050 * len(dataset), "seeds": len(runs), "mse": mse, "mse_sd": mse_sd,
-                      "epochs": runs[0]["epochs"] if runs else None, "seconds_per_epoch": t.get("seconds_per_epoch"),
-                      "peak_rss_mb": t.get("peak_rss_mb")})  # fmt: skip
+                      "epochs": runs[0]["epochs"] if runs else None,
+                      **{key: t.get(key) for key in TIMED}})  # fmt: skip
     capacity = []
     for name, (model, m) in capacity_names().items():
         runs = [m for m, _ in common.load_runs(args.runs_dir, name, args.seeds)]
@@ -182,13 +183,15 @@ def report(args) -> None:
         summary["time_fit"] = linear_fit(n, t)
         summary["time_ratio_largest_to_smallest"] = float(t[-1] / t[0])
         summary["size_ratio_largest_to_smallest"] = float(n[-1] / n[0])
-        memory = [r["peak_rss_mb"] for r in timed_sizes]
-        summary["peak_memory_ratio"] = max(memory) / min(memory)
+        for key in ("peak_rss_mb", "training_peak_rss_mb"):
+            memory = [r[key] for r in timed_sizes if r.get(key)]
+            if memory:
+                summary[f"{key}_ratio"] = max(memory) / min(memory)
     processes_payload = _read(os.path.join(RESULTS, "scaling_processes.json"))
     payload = {"sizes": sizes, "capacity": capacity, "summary": summary, "processes": processes_payload,
                "timing_machine": _read(os.path.join(RESULTS, "scaling_timing.json")).get("machine")}  # fmt: skip
     print(common.markdown_table(sizes, ["dataset", "N", "seeds", "epochs", "mse", "mse_sd", "seconds_per_epoch",
-                                        "peak_rss_mb"], FORMATS))  # fmt: skip
+                                        "peak_rss_mb", "training_peak_rss_mb"], FORMATS))  # fmt: skip
     print()
     print(
         common.markdown_table(capacity, ["model", "capacity", "seeds", "mse", "mse_sd", "seconds_per_epoch"], FORMATS)
@@ -200,7 +203,14 @@ def report(args) -> None:
         plot(sizes, capacity)
 
 
-FORMATS = {"mse": ".4f", "mse_sd": ".4f", "seconds_per_epoch": ".2f", "peak_rss_mb": ".0f"}
+TIMED = ("seconds_per_epoch", "peak_rss_mb", "training_peak_rss_mb")
+FORMATS = {
+    "mse": ".4f",
+    "mse_sd": ".4f",
+    "seconds_per_epoch": ".2f",
+    "peak_rss_mb": ".0f",
+    "training_peak_rss_mb": ".0f",
+}
 
 
 def _read(path: str) -> dict:

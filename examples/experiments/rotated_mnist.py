@@ -164,6 +164,30 @@ def build_fgpvae(data: RotatedMNIST, train: ImageSplit, seed: int, gp_dtype: tor
     return GPVAE(ConvEncoder(LATENT_DIM), ConvDecoder(LATENT_DIM), prior, LATENT_DIM, gp_dtype=gp_dtype, **GAUSSIAN_VAE)
 
 
+# ---------------------------------------------------------------------- memory
+def reset_peak_rss() -> bool:
+    """Reset this process's resident-set high-water mark (Linux >= 4.0: ``/proc/self/clear_refs``), so that
+    :func:`peak_rss_mb` reports a phase's own peak; ``False`` where the system does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float | None:
+    """The resident-set high-water mark (``VmHWM``) since the last :func:`reset_peak_rss`, in MiB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 # ---------------------------------------------------------------------- training regimes
 def batches_in_order(x: Tensor, y: Tensor, batch_size: int) -> list[tuple[Tensor, Tensor]]:
     """The protocol's minibatches: consecutive rows, the same fixed order every epoch."""
@@ -484,6 +508,7 @@ def run(
     gpytorch_vae.settings.compile_gp.set(compiled)
     x, y = split_tensors(train, device)
     trace = EvaluationTrace(net, train, test, eval_every, device)
+    tracking_memory = reset_peak_rss()  # the training phase's own high-water mark (data loading left out)
     start = time.perf_counter()
     history = {}
     losses = setup.train(
@@ -493,6 +518,7 @@ def run(
     )  # fmt: skip
     seconds = history.get("seconds", [])[-len(losses) :] if losses else []
     steady = seconds[1:] if len(seconds) > 1 else seconds
+    training_peak = peak_rss_mb() if tracking_memory else None
     if distributed_run:  # the evaluation conditions on all training data in one process
         if hasattr(net, "latent_prior") and isinstance(net.latent_prior, SparseLatentPrior):
             net.latent_prior.strategy.statistics_reducer = None
@@ -520,6 +546,7 @@ def run(
         "object_dim": capacity.object_dim,
         "num_train": len(train),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "training_peak_rss_mb": training_peak,
         "init": init,
         "network_dtype": network_dtype,
         "shuffle": shuffle,
