@@ -97,7 +97,7 @@ def timing(args) -> None:
         rows.append({"part": "capacity", "model": "svgpvae", "capacity": m, **_timing_fields(metrics)})
     for m in CAPACITIES:  # 3 VAE + 3 GP epochs; each phase's median without its first epoch
         metrics, history = run_example(["--model", "gppvae", "--object-dim", str(m), "--epochs", "6"])
-        seconds = history["seconds"]
+        seconds = history["train"]["seconds"]  # history.json: {"train": per-epoch logs, "evaluation": ...}
         vae, gp = statistics.median(seconds[1:3]), statistics.median(seconds[4:6])
         row = {"part": "capacity", "model": "gppvae", "capacity": m, **_timing_fields(metrics)}
         row.update(vae_epoch_seconds=vae, gp_epoch_seconds=gp, seconds_per_epoch=(vae + gp) / 2)

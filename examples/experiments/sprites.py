@@ -227,7 +227,9 @@ def run(
     pretrain_path = os.path.join(out, "pretrained.pt")
     timings = {}
     if resume and os.path.exists(pretrain_path):
-        model.load_state_dict(torch.load(pretrain_path, weights_only=False)["model"])
+        saved = gpytorch_vae.training.load_checkpoint(pretrain_path)
+        model.load_state_dict(saved["model"])
+        timings = {key: saved[key] for key in ("pretrain_seconds", "pretrain_final_loss") if key in saved}
     else:
         start = time.perf_counter()
         batches = pretraining_batches(train, torch.Generator().manual_seed(seed))
