@@ -71,15 +71,21 @@ class StatisticsAllReduce:
         self.group = group
 
     def __call__(self, stats: WhitenedLatentStatistics) -> ReducedStatistics:
-        from torch.distributed.nn.functional import all_gather, all_reduce
+        from torch.distributed.nn.functional import all_reduce
 
         local = stats.num_points
-        counts = torch.tensor([local], device=stats.projected_targets.device)
-        counts = torch.stack(all_gather(counts, group=self.group)).flatten().tolist()
-        position = dist.get_rank(self.group)
+        position, ranks = dist.get_rank(self.group), dist.get_world_size(self.group)
+        # One collective (each costs a round trip, and its backward another): both statistics and, in the last
+        # ``ranks`` slots, every rank's number of points (each rank writes its own slot; exact as integers).
+        precision, targets = stats.precision_update, stats.projected_targets
+        slots = precision.new_zeros(ranks)
+        slots[position] = local
+        packed = all_reduce(torch.cat([precision.flatten(), targets.flatten(), slots]), group=self.group)
+        counts = [int(c) for c in packed[-ranks:].detach().round().tolist()]
+        split = precision.numel()
         return ReducedStatistics(
-            all_reduce(stats.precision_update, group=self.group),
-            all_reduce(stats.projected_targets, group=self.group),
+            packed[:split].view_as(precision),
+            packed[split : split + targets.numel()].view_as(targets),
             int(sum(counts)),
             offset=int(sum(counts[:position])),
             local_points=local,
@@ -120,7 +126,8 @@ def wrap_networks(*modules: torch.nn.Module, device=None) -> list[torch.nn.Modul
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device is not None and torch.device(device).type == "cuda" else None
-    return [DistributedDataParallel(module, device_ids=ids) for module in modules]
+    # buffers (e.g. constraint bounds) never change in training: no broadcast before every forward
+    return [DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False) for module in modules]
 
 
 @torch.no_grad()

@@ -500,7 +500,7 @@ def run(
     if distributed_run:  # every rank the same q(u) of the union batch; DDP averages the gradients
         if isinstance(getattr(net, "latent_prior", None), SparseLatentPrior):
             net.latent_prior.strategy.statistics_reducer = StatisticsAllReduce()
-        trained = DistributedDataParallel(net)
+        trained = DistributedDataParallel(net, broadcast_buffers=False)  # buffers are constants here
     max_variance = setup.max_variance if max_variance is None else max_variance
     if max_variance is not None:  # the upper clip of the encoder variances (GP-VAEs)
         net.max_variance = float(max_variance)

@@ -91,9 +91,13 @@ def geco_step(
     def step(x, y):
         terms = vae(x, y, num_data, reconstruction=False)
         per_example = geco.per_example_error(y, terms["decoded"], module.observation_dims)
-        count = distributed.all_reduce_sum(torch.tensor(float(per_example.numel()), device=per_example.device))
+        # the union batch's error sum and size in one collective
+        totals = distributed.all_reduce_sum(
+            torch.stack([per_example.sum().detach(), per_example.new_tensor(per_example.numel())])
+        )
+        count = totals[1]
         constraint = per_example.sum() / count - geco.kappa2 * per_example.numel() / count  # this rank's part
-        value = distributed.all_reduce_sum(constraint)
+        value = totals[0] / count - geco.kappa2
         kl, shared = terms["kl"], terms.get("kl_shared", False)
         rank_kl = kl if shared else distributed.world_size() * kl
         loss = geco.loss(rank_kl, distributed.world_size() * constraint, value=value)  # / 2 ** loss_exponent
