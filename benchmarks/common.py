@@ -17,10 +17,23 @@ if str(EXAMPLES) not in sys.path:
 from gpytorch_vae.training import write_json  # noqa: E402
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def machine(device: str = "cpu") -> dict:
     """What the numbers were measured on."""
     name = torch.cuda.get_device_name(device) if device.startswith("cuda") else (platform.processor() or "cpu")
     return {
+        "cpu_model": cpu_model(),
         "device": device,
         "device_name": name,
         "threads": torch.get_num_threads(),

@@ -121,11 +121,13 @@ def processes(args) -> None:
         "svgpvae",
         "--dataset",
         args.dataset,
-        "--generate-images",
+        *([] if args.stored_images else ["--generate-images"]),
         "--epochs",
         str(args.epochs),
         *data,
     ]
+    if args.stored_images and args.dataset != "3":
+        raise SystemExit("--stored-images: only digit 3 has its images stored (--dataset 3)")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}"]
     load, times = quiet_check(), {"1": [], str(args.nproc): []}
     for _ in range(args.repeats):
@@ -137,8 +139,9 @@ def processes(args) -> None:
              "runs": t, "images_per_second": num_train / statistics.median(t)} for p, t in times.items()]  # fmt: skip
     rows[1]["speed_up"] = rows[0]["seconds_per_epoch"] / rows[1]["seconds_per_epoch"]
     payload = {"machine": {**common.machine(), "threads": 1}, "load_average": load, "dataset": args.dataset,
-               "epochs": args.epochs, "rows": rows}  # fmt: skip
-    common.save(os.path.join(RESULTS, "scaling_processes.json"), payload)
+               "generated_images": not args.stored_images, "epochs": args.epochs, "rows": rows}  # fmt: skip
+    name = "scaling_processes_stored.json" if args.stored_images else "scaling_processes.json"
+    common.save(os.path.join(RESULTS, name), payload)
     columns = ["processes", "seconds_per_epoch", "images_per_second", "speed_up"]
     print(common.markdown_table(rows, columns, {**FORMATS, "images_per_second": ".0f", "speed_up": ".2f"}))
 
@@ -159,12 +162,12 @@ def linear_fit(n: np.ndarray, t: np.ndarray) -> dict:
 
 def report(args) -> None:
     timing_rows = _read(os.path.join(RESULTS, "scaling_timing.json")).get("rows", [])
-    timed = {(r.get("dataset"), r.get("model"), r.get("capacity")): r for r in timing_rows}
+    timed = {(r["part"], r.get("dataset"), r.get("model"), r.get("capacity")): r for r in timing_rows}
     sizes = []
     for dataset in SIZES:
         runs = [m for m, _ in common.load_runs(args.runs_dir, size_name(dataset), args.seeds)]
         mse, mse_sd = mean_sd([r["mse"] for r in runs])
-        t = timed.get((dataset, None, None), {})
+        t = timed.get(("size", dataset, None, None), {})
         sizes.append({"dataset": dataset, "N": 4050 * len(dataset), "seeds": len(runs), "mse": mse, "mse_sd": mse_sd,
                       "epochs": runs[0]["epochs"] if runs else None,
                       **{key: t.get(key) for key in TIMED}})  # fmt: skip
@@ -172,7 +175,7 @@ def report(args) -> None:
     for name, (model, m) in capacity_names().items():
         runs = [m for m, _ in common.load_runs(args.runs_dir, name, args.seeds)]
         mse, mse_sd = mean_sd([r["mse"] for r in runs])
-        t = timed.get((None, model, m), {})
+        t = timed.get(("capacity", None, model, m), {})
         capacity.append({"model": model, "capacity": m, "seeds": len(runs), "mse": mse, "mse_sd": mse_sd,
                          "seconds_per_epoch": t.get("seconds_per_epoch")})  # fmt: skip
     summary = {}
@@ -187,7 +190,10 @@ def report(args) -> None:
             memory = [r[key] for r in timed_sizes if r.get(key)]
             if memory:
                 summary[f"{key}_ratio"] = max(memory) / min(memory)
-    processes_payload = _read(os.path.join(RESULTS, "scaling_processes.json"))
+    stored = timed.get(("stored-images", "3", None, None))
+    if stored and sizes[0]["seconds_per_epoch"]:  # what rotating the images per batch costs, digit 3
+        summary["image_generation_seconds_per_epoch"] = sizes[0]["seconds_per_epoch"] - stored["seconds_per_epoch"]
+    processes_payload = [_read(os.path.join(RESULTS, f"scaling_processes{kind}.json")) for kind in ("", "_stored")]
     payload = {"sizes": sizes, "capacity": capacity, "summary": summary, "processes": processes_payload,
                "timing_machine": _read(os.path.join(RESULTS, "scaling_timing.json")).get("machine")}  # fmt: skip
     print(common.markdown_table(sizes, ["dataset", "N", "seeds", "epochs", "mse", "mse_sd", "seconds_per_epoch",
@@ -269,6 +275,7 @@ def main() -> None:
     procs.add_argument("--epochs", type=int, default=4)
     procs.add_argument("--nproc", type=int, default=2)
     procs.add_argument("--repeats", type=int, default=3)
+    procs.add_argument("--stored-images", action="store_true", help="digit 3 with its stored images (no rotation)")
     rep = parts.add_parser("report", help="tables, JSON and figures")
     rep.add_argument("--runs-dir", default="runs/scaling")
     rep.add_argument("--seeds", type=int, nargs="+", default=[0, 1])

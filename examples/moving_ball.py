@@ -26,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="default: 1.0 if learned, else the true one")  # fmt: skip
     parser.add_argument("--lr", type=positive_float, default=1e-3)
     parser.add_argument("--log-every", type=positive_int, default=100, help="steps per checkpoint and trace point")
-    parser.add_argument("--init", choices=("torch", "truncated-normal"), default="torch",
-                        help="network initialisation: PyTorch's defaults or the reference code's")  # fmt: skip
+    parser.add_argument("--init", choices=("torch", "truncated-normal"), default="truncated-normal",
+                        help="network initialisation: the reference code's (default) or PyTorch's")  # fmt: skip
     parser.add_argument("--no-plots", action="store_true", help="do not draw figures (no matplotlib needed)")
     add_common(parser, out="runs/moving_ball")
     add_compile(parser)

@@ -57,7 +57,7 @@ def build_model(
     init: str = "even",
     generator: MovingBallGenerator | None = None,
     gp_dtype: torch.dtype = torch.float64,
-    network_init: str = "torch",
+    network_init: str = "truncated-normal",
 ) -> GPVAE:
     """The protocol's MLP encoder/decoder with a Bernoulli likelihood and the chosen latent prior; encoder variances
     clipped to [1e-6, 1e3]; networks initialised by ``network_init`` (:data:`gpytorch_vae.nn.INITIALISATIONS`)."""
@@ -142,7 +142,7 @@ def run(
     resume: bool = False,
     progress: bool = True,
     plots: bool = True,
-    network_init: str = "torch",
+    network_init: str = "truncated-normal",
     compile: bool | None = None,
 ) -> dict:
     """Train one model on fresh moving-ball batches and evaluate it on the fixed test batch; writes (atomically)
