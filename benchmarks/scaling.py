@@ -114,7 +114,9 @@ def _timing_fields(metrics: dict) -> dict:
 
 def processes(args) -> None:
     """Time per epoch of one process with one thread against ``torchrun`` with ``--nproc`` processes of one thread
-    each (every rank a shard of the same global batch of 256), ``--repeats`` times each, alternating."""
+    each (every rank a shard of the same global batch of 256), and against the ideal (one process on batches of
+    256 / nproc, its epoch time divided by nproc: the ranks' compute without communication or duplicated work),
+    ``--repeats`` times each, alternating."""
     data = ["--data-dir", args.data_dir] if args.data_dir else []
     options = [
         "--model",
@@ -129,21 +131,28 @@ def processes(args) -> None:
     if args.stored_images and args.dataset != "3":
         raise SystemExit("--stored-images: only digit 3 has its images stored (--dataset 3)")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}"]
-    load, times = quiet_check(), {"1": [], str(args.nproc): []}
+    # the ideal: one process on a rank's share of each batch (256 / R), its epoch divided by R (no communication)
+    share = ["--batch-size", str(256 // args.nproc)]
+    variants = {"1": (options, None), str(args.nproc): (options, torchrun), "ideal": (options + share, None)}
+    load, times = quiet_check(), {name: [] for name in variants}
     for _ in range(args.repeats):
-        for procs, launcher in (("1", None), (str(args.nproc), torchrun)):
-            metrics, _ = run_example(options, launcher)
-            times[procs].append(metrics["seconds_per_epoch"])
+        for name, (variant, launcher) in variants.items():
+            metrics, _ = run_example(variant, launcher)
+            times[name].append(metrics["seconds_per_epoch"] / (args.nproc if name == "ideal" else 1))
             num_train = metrics["num_train"]
-    rows = [{"processes": int(p), "threads_per_process": 1, "seconds_per_epoch": statistics.median(t),
-             "runs": t, "images_per_second": num_train / statistics.median(t)} for p, t in times.items()]  # fmt: skip
-    rows[1]["speed_up"] = rows[0]["seconds_per_epoch"] / rows[1]["seconds_per_epoch"]
+    rows = [{"processes": name if name == "ideal" else int(name), "threads_per_process": 1, "runs": t,
+             "seconds_per_epoch": statistics.median(t), "images_per_second": num_train / statistics.median(t),
+             "speed_up": times_ratio(times["1"], t)} for name, t in times.items()]  # fmt: skip
     payload = {"machine": {**common.machine(), "threads": 1}, "load_average": load, "dataset": args.dataset,
                "generated_images": not args.stored_images, "epochs": args.epochs, "rows": rows}  # fmt: skip
     name = "scaling_processes_stored.json" if args.stored_images else "scaling_processes.json"
     common.save(os.path.join(RESULTS, name), payload)
     columns = ["processes", "seconds_per_epoch", "images_per_second", "speed_up"]
     print(common.markdown_table(rows, columns, {**FORMATS, "images_per_second": ".0f", "speed_up": ".2f"}))
+
+
+def times_ratio(reference: list[float], values: list[float]) -> float:
+    return statistics.median(reference) / statistics.median(values)
 
 
 # ---------------------------------------------------------------------- report

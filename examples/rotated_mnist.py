@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="m of the sparse GPs (Fig. 6: 8, 16, 24, 32)")  # fmt: skip
     parser.add_argument("--object-dim", type=positive_int, default=8,
                         help="GP-LVM dimension M (Fig. 6, GPPVAE: 8, 16, 24, 32; rank H = 16 M)")  # fmt: skip
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help="images per global batch (default: the protocol's 256; fgpvae 220)")  # fmt: skip
     parser.add_argument("--no-plots", action="store_true", help="do not draw figures (no matplotlib needed)")
     add_common(parser, out="runs/rotated_mnist")
     add_compile(parser)
@@ -71,6 +73,7 @@ def main(argv=None) -> None:
         network_dtype=args.network_dtype, shuffle=args.shuffle, lambda_max=args.lambda_max,
         compile=COMPILE[args.compile], max_variance=args.max_variance, dataset=args.dataset,
         capacity=Capacity(args.inducing_points, args.object_dim), generate_images=args.generate_images,
+        batch_size=args.batch_size,
     )  # fmt: skip
     print(json.dumps(metrics, indent=2))
 

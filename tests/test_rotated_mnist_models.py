@@ -245,3 +245,11 @@ def test_view_object_kernel_class_equals_the_composition():
     torch.testing.assert_close(single.raw_outputscale.grad, periodic.raw_outputscale.grad.reshape(()))
     torch.testing.assert_close(single.raw_lengthscale.grad, periodic.base_kernel.raw_lengthscale.grad.reshape(()))
     assert {n for n, p in single.named_parameters() if p.requires_grad} == {"raw_outputscale", "raw_lengthscale"}
+
+
+@pytest.mark.parametrize("model, batch_size", [("fgpvae", 100), ("svgpvae", 0)])
+def test_batch_size_is_checked_before_any_work(model, batch_size, tmp_path):
+    from experiments.rotated_mnist import run
+
+    with pytest.raises(ValueError, match="batch_size"):
+        run(model=model, batch_size=batch_size, out=str(tmp_path))

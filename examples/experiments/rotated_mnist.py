@@ -458,6 +458,7 @@ def run(
     dataset: str = "3",
     capacity: Capacity = Capacity(),
     generate_images: bool = False,
+    batch_size: int | None = None,
 ) -> dict:
     """Train one model and evaluate conditional generation at 157.5 degrees on the test images; writes (atomically)
     ``out/metrics.json`` (``mse``, ``mse_sample``, ``seconds_per_epoch``, ``epochs``, ``model``, ...),
@@ -482,6 +483,9 @@ def run(
     if extrapolate and not setup.factorized_splits:
         raise ValueError("extrapolation to unseen digits needs --model fgpvae")
     epochs = setup.epochs if epochs is None else int(epochs)
+    batch_size = setup.batch_size if batch_size is None else int(batch_size)
+    if batch_size < 1 or (setup.factorized_splits and batch_size % 11):
+        raise ValueError(f"batch_size must be positive (a multiple of 11 for fgpvae: whole digits), got {batch_size}")
     os.makedirs(out, exist_ok=True)
     if dataset == "3" and not generate_images:
         data = load_rotated_mnist(data_dir)
@@ -512,7 +516,7 @@ def run(
     start = time.perf_counter()
     history = {}
     losses = setup.train(
-        trained, x, y, epochs, lr, setup.batch_size, joint_epochs=joint_epochs, shuffle=shuffle, lambda_max=lambda_max,
+        trained, x, y, epochs, lr, batch_size, joint_epochs=joint_epochs, shuffle=shuffle, lambda_max=lambda_max,
         checkpoint=os.path.join(out, "checkpoint.pt"), resume=resume, progress=progress, callback=trace,
         extra_state={"evaluation": trace}, history=history,
     )  # fmt: skip
@@ -540,6 +544,7 @@ def run(
         "device": str(device),
         "threads": torch.get_num_threads(),
         "world_size": gpytorch_vae.distributed.world_size(),
+        "batch_size": batch_size,
         "dataset": dataset,
         "generated_images": isinstance(train, GeneratedImageSplit),
         "inducing_points": capacity.inducing_points,
