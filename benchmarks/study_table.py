@@ -15,7 +15,13 @@ import statistics
 
 import common
 
-OPTIONS = ("model", "init", "network_dtype", "shuffle", "lambda_max", "max_variance")
+OPTIONS = ("model", "init", "network_dtype", "shuffle", "lambda_max", "max_variance", "compiled")
+
+
+def _at(metrics: dict, history: dict, epoch: int, key: str) -> float | None:
+    """The evaluation trace's value at ``epoch``, else the final model's if the run ended there."""
+    value = common.curve_at(history, epoch, key)
+    return metrics.get(key) if value is None and metrics.get("epochs") == epoch else value
 
 
 def configurations(runs_dir: str) -> list[str]:
@@ -31,7 +37,7 @@ def rows(runs_dir: str, names, seeds, epochs, key: str) -> list[dict]:
             continue
         row = {"configuration": name, "seeds": len(runs), **{o: runs[0][0].get(o) for o in OPTIONS}}
         for epoch in epochs:
-            values = [v for _, history in runs if (v := common.curve_at(history, epoch, key)) is not None]
+            values = [v for metrics, history in runs if (v := _at(metrics, history, epoch, key)) is not None]
             row[f"mse@{epoch}"] = statistics.mean(values) if values else None
             row[f"values@{epoch}"] = values
         table.append(row)
