@@ -391,7 +391,14 @@ def generate(model, context: ImageSplit, targets: ImageSplit, device=None, batch
     x_target = torch.tensor(targets.aux, device=device)
     posterior = model.condition(ordered_batches(x_context, y_context, batch_size))
     q = posterior.predict(x_target)
-    return model.decode(q.mean, x=x_target), model.decode(_sample(q), x=x_target)
+    from_mean = _decode_in_batches(model, q.mean, x_target, batch_size)
+    return from_mean, _decode_in_batches(model, _sample(q), x_target, batch_size)
+
+
+def _decode_in_batches(model, z: Tensor, x: Tensor, batch_size: int) -> Tensor:
+    """``model.decode`` of the codes ``z`` ``(L, n)`` in batches of targets (memory flat in the number of targets)."""
+    starts = range(0, z.shape[-1], batch_size)
+    return torch.cat([model.decode(z[..., i : i + batch_size], x=x[i : i + batch_size]) for i in starts])
 
 
 def evaluate(model, context: ImageSplit, targets: ImageSplit, device=None, batch_size: int = BATCH_SIZE) -> dict:
