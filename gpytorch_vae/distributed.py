@@ -7,10 +7,9 @@ the collective (:func:`torch.distributed.nn.functional.all_reduce`), so every ra
 :math:`q_S(\mathbf u)` of Eq. 9 with :math:`c = N/b`; give it to
 :class:`~gpytorch_vae.variational.AmortizedHybridVariationalStrategy` as ``statistics_reducer``. Every rank keeps the
 same random stream and takes its own slice of the union batch's draws, so a step on :math:`R` ranks reproduces the
-single-process step (tested to float64 tolerance). The networks are wrapped in
-:class:`~torch.nn.parallel.DistributedDataParallel` (:func:`wrap_networks`), the GP parameters' gradients are averaged
-by :func:`average_gradients`, and each rank's loss is scaled so that the average of the ranks' gradients is the
-gradient of the union batch's objective (:func:`rank_loss`).
+single-process step (tested to float64 tolerance). The whole model, GP parameters included, is wrapped in
+:class:`~torch.nn.parallel.DistributedDataParallel` (:func:`wrap_networks`), and each rank's loss is scaled so that
+the average of the ranks' gradients is the gradient of the union batch's objective (:func:`rank_loss`).
 """
 
 from __future__ import annotations
@@ -95,7 +94,7 @@ class StatisticsAllReduce:
 def rank_loss(local_terms: Tensor, shared_terms: Tensor) -> Tensor:
     r"""The loss a rank backpropagates: ``R * local_terms + shared_terms``, where ``local_terms`` are the sums over
     its own points (e.g. the reconstruction) and ``shared_terms`` what every rank computes the same (e.g. the KL of
-    the shared :math:`q_S(\mathbf u)`). Averaged over the ranks (DDP, :func:`average_gradients`) the gradients are
+    the shared :math:`q_S(\mathbf u)`). Averaged over the ranks (DDP) the gradients are
     those of ``sum_r local_terms_r + shared_terms``, the union batch's objective."""
     return world_size() * local_terms + shared_terms
 
@@ -128,23 +127,6 @@ def wrap_networks(*modules: torch.nn.Module, device=None) -> list[torch.nn.Modul
     ids = [device.index] if device is not None and torch.device(device).type == "cuda" else None
     # buffers (e.g. constraint bounds) never change in training: no broadcast before every forward
     return [DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False) for module in modules]
-
-
-@torch.no_grad()
-def average_gradients(parameters) -> None:
-    """Average the gradients of ``parameters`` (those DDP does not hold, e.g. the GP's) over the ranks."""
-    if not is_distributed():
-        return
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.flatten().to(torch.float64) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world_size()
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
 
 
 class ShardedBatchSampler(torch.utils.data.Sampler):

@@ -18,7 +18,6 @@ import pyro
 import torch
 from scipy.stats import gaussian_kde
 from torch import Tensor
-from torch.nn.parallel import DistributedDataParallel
 
 import gpytorch_vae
 from gpytorch_vae import GECO, GPVAE
@@ -511,7 +510,7 @@ def run(
     if distributed_run:  # every rank the same q(u) of the union batch; DDP averages the gradients
         if isinstance(getattr(net, "latent_prior", None), SparseLatentPrior):
             net.latent_prior.strategy.statistics_reducer = StatisticsAllReduce()
-        trained = DistributedDataParallel(net, broadcast_buffers=False)  # buffers are constants here
+        trained = gpytorch_vae.distributed.wrap_networks(net, device=torch.device(device))[0]
     max_variance = setup.max_variance if max_variance is None else max_variance
     if max_variance is not None:  # the upper clip of the encoder variances (GP-VAEs)
         net.max_variance = float(max_variance)
