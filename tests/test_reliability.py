@@ -21,8 +21,10 @@ from gpytorch_vae.gps import SparseLatentGP
 from gpytorch_vae.training import (
     CheckpointError,
     NonFiniteLossError,
+    epoch_timing,
     fit_svi,
     load_checkpoint,
+    run_epochs,
     save_checkpoint,
     write_json,
 )
@@ -133,6 +135,42 @@ class TestExactResume:
         assert run_example("synthetic.py", [*common, "--epochs", "3"]).returncode == 0
         result = run_example("synthetic.py", [*common, "--epochs", "1", "--resume"])
         assert result.returncode == 1 and "holds 3 epochs" in result.stderr and "Traceback" not in result.stderr
+
+
+class TestEpochTimingAcrossSittings:
+    """A resumed run reports the time per epoch of all its sittings, each sitting's first epoch left out (it pays
+    for compilation); resuming a finished run (zero new epochs) keeps the numbers instead of reporting None."""
+
+    def run(self, checkpoint, epochs):
+        weight = torch.zeros(())
+        history = {}
+
+        def step(x):
+            return {"loss": float(x)}
+
+        run_epochs(step, [(torch.ones(()),)], epochs, lambda: {"w": weight.clone()},
+                   lambda saved: weight.copy_(saved["w"]), checkpoint=checkpoint, resume=True,
+                   progress=False, history=history)  # fmt: skip
+        return history
+
+    def test_sittings_are_recorded_and_survive_a_resume(self, tmp_path):
+        checkpoint = str(tmp_path / "c.pt")
+        self.run(checkpoint, 3)
+        history = self.run(checkpoint, 5)
+        assert history["sitting"] == [0.0, 0.0, 0.0, 1.0, 1.0] and len(history["seconds"]) == 5
+        finished = self.run(checkpoint, 5)  # nothing left to train
+        assert finished == history and epoch_timing(finished)["seconds_per_epoch"] is not None
+
+    def test_the_first_epoch_of_each_sitting_is_left_out(self):
+        history = {"seconds": [9.0, 1.0, 1.2, 7.0, 1.4], "sitting": [0.0, 0.0, 0.0, 1.0, 1.0]}
+        timing = epoch_timing(history)
+        assert timing["seconds_per_epoch"] == pytest.approx(1.2) and timing["first_epoch_seconds"] == 9.0
+        assert timing["warmup_seconds"] == pytest.approx(8.0 - 1.2) and timing["epochs_timed"] == 5
+
+    def test_histories_without_sittings_and_without_epochs(self):
+        assert epoch_timing({"seconds": [5.0, 1.0, 3.0]})["seconds_per_epoch"] == 2.0  # one sitting
+        assert epoch_timing({"seconds": [4.0], "sitting": [0.0]})["warmup_seconds"] is None
+        assert epoch_timing({})["seconds_per_epoch"] is None
 
 
 # ---------------------------------------------------------------------- 3. latent data at the API boundary

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import statistics
 
 import gpytorch
 import pyro
@@ -19,7 +18,7 @@ from gpytorch_vae.gps import ExactLatentGP, SparseLatentGP
 from gpytorch_vae.metrics import affine_align
 from gpytorch_vae.nn import INITIALISATIONS, MLPDecoder, MLPEncoder, compile_networks
 from gpytorch_vae.priors import ExactLatentPrior, IndependentLatentPrior, SparseLatentPrior
-from gpytorch_vae.training import fit_svi, write_json
+from gpytorch_vae.training import epoch_timing, fit_svi, write_json
 
 MODELS = ("vae", "gpvae", "svgpvae")
 LATENT_DIM = 2
@@ -168,14 +167,13 @@ def run(
         return ((gp_inputs(b), b.frames) for b in itertools.islice(stream, log_every))
 
     timing = {}
-    losses = fit_svi(
+    fit_svi(
         vae, batches, None, steps // log_every, lr=lr, loss_scale=1.0 / batch_size, direct=True,
         checkpoint=os.path.join(out, "checkpoint.pt"), resume=resume, progress=progress, callback=trace,
         device=device, extra_state={"stream": stream, "trace": trace}, history=timing,
     )  # fmt: skip
-    seconds = timing.get("seconds", [])[-len(losses) :] if losses else []
-    steady = seconds[1:] if len(seconds) > 1 else seconds
-    seconds_per_step = statistics.median(steady) / log_every if steady else None
+    per_epoch = epoch_timing(timing)["seconds_per_epoch"]  # an "epoch" here is log_every steps
+    seconds_per_step = per_epoch / log_every if per_epoch is not None else None
     test = moving_ball_test_batch(generator, batch_size)
     rmse, aligned = path_rmse(vae, test)
     history = trace.history

@@ -8,7 +8,6 @@ import math
 import os
 import random
 import resource
-import statistics
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -36,7 +35,16 @@ from gpytorch_vae.gps import SparseLatentGP
 from gpytorch_vae.kernels import ObjectViewInputs, ViewObjectKernel, fixed_periodic_kernel, view_object_kernel
 from gpytorch_vae.nn import INITIALISATIONS, ConvDecoder, ConvEncoder, compile_networks
 from gpytorch_vae.priors import FactorizedLatentPrior, IndependentLatentPrior, SparseLatentPrior
-from gpytorch_vae.training import adam, fit_geco, fit_svi, guarded_step, run_epochs, trainable_parameters, write_json
+from gpytorch_vae.training import (
+    adam,
+    epoch_timing,
+    fit_geco,
+    fit_svi,
+    guarded_step,
+    run_epochs,
+    trainable_parameters,
+    write_json,
+)
 
 LATENT_DIM = 16
 NUM_INDUCING = 32  # 2 per angle
@@ -521,13 +529,12 @@ def run(
     tracking_memory = reset_peak_rss()  # the training phase's own high-water mark (data loading left out)
     start = time.perf_counter()
     history = {}
-    losses = setup.train(
+    setup.train(
         trained, x, y, epochs, lr, batch_size, joint_epochs=joint_epochs, shuffle=shuffle, lambda_max=lambda_max,
         checkpoint=os.path.join(out, "checkpoint.pt"), resume=resume, progress=progress, callback=trace,
         extra_state={"evaluation": trace}, history=history,
     )  # fmt: skip
-    seconds = history.get("seconds", [])[-len(losses) :] if losses else []
-    steady = seconds[1:] if len(seconds) > 1 else seconds
+    timing = epoch_timing(history)
     training_peak = peak_rss_mb() if tracking_memory else None
     if distributed_run:  # the evaluation conditions on all training data in one process
         if hasattr(net, "latent_prior") and isinstance(net.latent_prior, SparseLatentPrior):
@@ -542,9 +549,9 @@ def run(
         "epochs": epochs + (joint_epochs if model == "gppvae" else 0),
         "mse": results["mse"],
         "mse_sample": results["mse_sample"],
-        "seconds_per_epoch": statistics.median(steady) if steady else None,
-        "first_epoch_seconds": seconds[0] if seconds else None,
-        "compile_seconds": max(0.0, seconds[0] - statistics.median(steady)) if compiled and len(seconds) > 1 else None,
+        "seconds_per_epoch": timing["seconds_per_epoch"],
+        "first_epoch_seconds": timing["first_epoch_seconds"],
+        "compile_seconds": timing["warmup_seconds"] if compiled else None,
         "training_seconds": time.perf_counter() - start,
         "compiled": compiled,
         "device": str(device),

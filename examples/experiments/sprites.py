@@ -4,7 +4,6 @@ unseen characters, whose identity vector a representation network computes from 
 from __future__ import annotations
 
 import os
-import statistics
 import time
 
 import numpy as np
@@ -31,7 +30,7 @@ from gpytorch_vae.nn import (
 )
 from gpytorch_vae.objectives import ScaledLossOptimizer
 from gpytorch_vae.priors import SparseLatentPrior
-from gpytorch_vae.training import adam, geco_step, run_epochs, trainable_parameters, write_json
+from gpytorch_vae.training import adam, epoch_timing, geco_step, run_epochs, trainable_parameters, write_json
 
 LATENT_DIM = 64
 POSE_DIM = 8
@@ -255,11 +254,10 @@ def run(
         optimizer.load_state_dict(saved["optimizer"])
 
     history = {}
-    losses = run_epochs(step, train, epochs, state, load_state, checkpoint=checkpoint, resume=resume,
-                        progress=progress, callback=trace, extra_state={"evaluation": trace}, history=history,
-                        divergence_key="mse")  # fmt: skip
-    seconds = history.get("seconds", [])[-len(losses) :] if losses else []
-    steady = seconds[1:] if len(seconds) > 1 else seconds
+    run_epochs(step, train, epochs, state, load_state, checkpoint=checkpoint, resume=resume,
+               progress=progress, callback=trace, extra_state={"evaluation": trace}, history=history,
+               divergence_key="mse")  # fmt: skip
+    timing = epoch_timing(history)
     posterior = condition(model, train)
     from_mean, from_sample = generate(model, posterior, context, target)
     metrics = {
@@ -268,8 +266,8 @@ def run(
         "pose_mean_floor": pose_mean_floor(train, target),
         "epochs": epochs,
         "pretrain_steps": pretrain_steps,
-        "seconds_per_epoch": statistics.median(steady) if steady else None,
-        "first_epoch_seconds": seconds[0] if seconds else None,
+        "seconds_per_epoch": timing["seconds_per_epoch"],
+        "first_epoch_seconds": timing["first_epoch_seconds"],
         "compiled": compiled,
         "device": str(device),
         "threads": torch.get_num_threads(),

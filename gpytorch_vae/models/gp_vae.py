@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from typing import Callable, Iterable
@@ -17,11 +18,20 @@ from ..priors.base import LatentPosterior, LatentPrior
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
-def register_module(name: str, module: torch.nn.Module) -> None:
-    """:func:`pyro.module`; parameters with ``requires_grad=False`` (e.g. a fixed kernel lengthscale) stay out of
-    the param store and fixed, without Pyro's warning at every step."""
+@contextlib.contextmanager
+def frozen_parameters_allowed():
+    """Silence Pyro's warning that a parameter with ``requires_grad=False`` (e.g. a fixed kernel lengthscale) was
+    not registered in the param store: here that is intended (it stays fixed), and Pyro's advice (``train(False)``)
+    would change the modules' behaviour."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*not registered in the param store because requires_grad=False")
+        yield
+
+
+def register_module(name: str, module: torch.nn.Module) -> None:
+    """:func:`pyro.module`, with frozen parameters left out of the param store quietly
+    (:func:`frozen_parameters_allowed`)."""
+    with frozen_parameters_allowed():
         pyro.module(name, module)
 
 
@@ -200,7 +210,8 @@ class GPVAE(PyroModule):
     ) -> dict[str, Tensor]:
         """:meth:`elbo_terms`: calling the model gives its ELBO's parts, so that
         :class:`~torch.nn.parallel.DistributedDataParallel` can wrap it."""
-        return self.elbo_terms(x, y, num_data, reconstruction)
+        with frozen_parameters_allowed():  # PyroModule.__call__ registers each submodule read inside with pyro.module
+            return self.elbo_terms(x, y, num_data, reconstruction)
 
     # ------------------------------------------------------------------ inference at test time
     @torch.no_grad()

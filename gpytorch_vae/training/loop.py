@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import sys
 import time
 from typing import Callable, Iterable, Mapping, Protocol
@@ -139,7 +140,8 @@ def run_epochs(
     :param device: every tensor of a batch is moved there.
     :param is_writer: whether this process writes checkpoints (rank 0 in distributed training).
     :param history: a dict to fill with the per-epoch means of every logged value over the whole run (resumed
-        epochs included), e.g. for learning curves, and each epoch's wall time (``"seconds"``).
+        epochs included), e.g. for learning curves, each epoch's wall time (``"seconds"``) and the index of the call
+        (sitting) that ran it (``"sitting"``); :func:`epoch_timing` summarises the times.
     :param divergence_key, divergence_factor: when an epoch's mean of the logged value ``divergence_key`` exceeds
         ``divergence_factor`` times the magnitude of its value at the run's first step (before any update), raise
         :class:`DivergenceError` before that epoch is checkpointed (e.g. ``--lr 10``). ``None``: no check.
@@ -166,6 +168,7 @@ def run_epochs(
             history.update(saved.get("history", {}))
             torch.set_rng_state(saved["rng_state"])
     losses = []
+    sitting = max(history.get("sitting", [-1.0]), default=-1.0) + 1  # which call of a resumed run: see epoch_timing
     bar = _Progress(start, epochs, progress)
     try:
         for epoch in range(start, epochs):
@@ -196,6 +199,7 @@ def run_epochs(
             for key, value in means.items():
                 history.setdefault(key, []).append(value)
             history.setdefault("seconds", []).append(time.perf_counter() - started)
+            history.setdefault("sitting", []).append(float(sitting))
             losses.append(means["loss"])
             bar.update(epoch, means)
             if callback is not None:
@@ -208,3 +212,34 @@ def run_epochs(
     finally:
         bar.close()
     return losses
+
+
+def epoch_timing(history: Mapping[str, list]) -> dict[str, float | None]:
+    """Summarise the epoch wall times of a run's ``history`` (as filled by :func:`run_epochs`), over every sitting of
+    a resumed run.
+
+    The first epoch of each sitting carries one-off costs (``torch.compile``, cold caches) and is left out of the
+    steady-state median. Epochs from histories written before sittings were recorded count as one sitting.
+
+    :return: ``seconds_per_epoch`` (median of the steady epochs; of all epochs when every epoch began a sitting),
+        ``first_epoch_seconds`` (the run's first epoch), ``warmup_seconds`` (median over sittings of the first epoch's
+        excess over the steady median, at least 0; ``None`` without steady epochs) and ``epochs_timed``; every value
+        ``None`` when no epoch was timed.
+    """
+    seconds = [float(t) for t in history.get("seconds", [])]
+    if not seconds:
+        return {"seconds_per_epoch": None, "first_epoch_seconds": None, "warmup_seconds": None, "epochs_timed": 0}
+    labels = [float(s) for s in history.get("sitting", [])][-len(seconds) :]
+    labels = [-1.0] * (len(seconds) - len(labels)) + labels  # epochs of an older history: one sitting
+    starts = [i == 0 or labels[i] != labels[i - 1] for i in range(len(seconds))]
+    steady = [t for t, first in zip(seconds, starts) if not first]
+    warmup = None
+    if steady:
+        median = statistics.median(steady)
+        warmup = max(0.0, statistics.median(t for t, first in zip(seconds, starts) if first) - median)
+    return {
+        "seconds_per_epoch": statistics.median(steady or seconds),
+        "first_epoch_seconds": seconds[0],
+        "warmup_seconds": warmup,
+        "epochs_timed": len(seconds),
+    }
