@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
 import gpytorch
 import pyro
@@ -23,7 +22,7 @@ from gpytorch_vae.gps import ExactLatentGP, SparseLatentGP
 from gpytorch_vae.metrics import affine_aligned_rmse
 from gpytorch_vae.nn import MLPDecoder, MLPEncoder
 from gpytorch_vae.priors import ExactLatentPrior, IndependentLatentPrior, SparseLatentPrior
-from gpytorch_vae.training import fit_svi, write_json
+from gpytorch_vae.training import epoch_timing, fit_svi, write_json
 
 LATENT_DIM = 2
 
@@ -70,8 +69,8 @@ def main(argv=None) -> None:
         gp_dtype=torch.float64,
     ).to(args.device)
     os.makedirs(args.out, exist_ok=True)
-    start = time.perf_counter()
-    history = fit_svi(
+    history = {}
+    fit_svi(
         vae,
         loader,
         num_data,
@@ -80,15 +79,15 @@ def main(argv=None) -> None:
         checkpoint=os.path.join(args.out, "checkpoint.pt"),
         resume=args.resume,
         device=args.device,
+        history=history,
     )
-    seconds = time.perf_counter() - start
     z_mean = vae.posterior_latent_mean(data.x.to(args.device), data.y.to(args.device)).cpu()
     metrics = {
         "model": args.model,
         "rmse": affine_aligned_rmse(z_mean, data.z),
-        "final_loss": history[-1] if history else None,
+        "final_loss": history["loss"][-1] if history.get("loss") else None,
         "epochs": args.epochs,
-        "seconds_per_epoch": seconds / max(len(history), 1),
+        "seconds_per_epoch": epoch_timing(history)["seconds_per_epoch"],
     }
     write_json(os.path.join(args.out, "metrics.json"), metrics)
     print(json.dumps(metrics, indent=2))

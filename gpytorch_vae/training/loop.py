@@ -229,7 +229,7 @@ def epoch_timing(history: Mapping[str, list]) -> dict[str, float | None]:
     seconds = [float(t) for t in history.get("seconds", [])]
     if not seconds:
         return {"seconds_per_epoch": None, "first_epoch_seconds": None, "warmup_seconds": None, "epochs_timed": 0}
-    labels = [float(s) for s in history.get("sitting", [])][-len(seconds) :]
+    labels = [float(s) for s in history.get("sitting", [])]
     labels = [-1.0] * (len(seconds) - len(labels)) + labels  # epochs of an older history: one sitting
     starts = [i == 0 or labels[i] != labels[i - 1] for i in range(len(seconds))]
     steady = [t for t, first in zip(seconds, starts) if not first]
