@@ -102,19 +102,36 @@ def kernel_state(vae: GPVAE) -> dict:
     return {"lengthscale": gp.covar_module.lengthscale.item(), "inducing_points": points}
 
 
-class KernelTrace:
-    """The loss, lengthscale and inducing inputs after every ``log_every`` steps (Figs. 3 and 4); checkpointed, so a
-    resumed run has the whole trace."""
+@torch.no_grad()
+def encoder_state(vae: GPVAE, batch: MovingBallBatch) -> dict:
+    """Diagnostics of the encoder on ``batch``: the median encoder variance and the standard deviation of the encoder
+    means (the latent dataset's signal against its noise) and the path RMSE of the posterior means."""
+    device = next(vae.encoder.parameters()).device
+    mean, var = vae.latent_dataset(batch.frames.to(device))
+    return {
+        "encoder_variance": var.median().item(),
+        "encoder_mean_sd": mean.std().item(),
+        "test_rmse": path_rmse(vae, batch)[0],
+    }
 
-    def __init__(self, vae: GPVAE, log_every: int):
-        self.vae, self.log_every = vae, log_every
-        self.history = {"step": [], "loss": [], **{key: [] for key in kernel_state(vae)}}
+
+class KernelTrace:
+    """After every ``log_every`` steps: the loss, lengthscale and inducing inputs (Figs. 3 and 4) and, on the test
+    batch ``probe``, the path RMSE and the encoder's scale (:func:`encoder_state`; reported, never used to select or
+    stop). Checkpointed, so a resumed run has the whole trace."""
+
+    def __init__(self, vae: GPVAE, log_every: int, probe: MovingBallBatch | None = None):
+        self.vae, self.log_every, self.probe = vae, log_every, probe
+        keys = ["step", "loss", *kernel_state(vae), *(encoder_state(vae, probe) if probe is not None else {})]
+        self.history = {key: [] for key in keys}
 
     def __call__(self, epoch: int, loss: float) -> None:
-        self.history["step"].append((epoch + 1) * self.log_every)
-        self.history["loss"].append(loss)
-        for key, value in kernel_state(self.vae).items():
-            self.history[key].append(value)
+        values = {"step": (epoch + 1) * self.log_every, "loss": loss, **kernel_state(self.vae)}
+        if self.probe is not None:
+            with torch.random.fork_rng():  # training draws the same random numbers with or without the probe
+                values.update(encoder_state(self.vae, self.probe))
+        for key, value in values.items():
+            self.history.setdefault(key, []).append(value)
 
     def state_dict(self) -> dict:
         return {key: list(values) for key, values in self.history.items()}
@@ -161,8 +178,8 @@ def run(
     compiled = compile_networks(vae.encoder, vae.decoder, enabled=compile, device_type=torch.device(device).type)
     gpytorch_vae.settings.compile_gp.set(compiled)
     stream = MovingBallStream(generator, batch_size, seed=seed)
-    trace = KernelTrace(vae, log_every)
-
+    test = moving_ball_test_batch(generator, batch_size)
+    trace = KernelTrace(vae, log_every, probe=test)
     def batches():
         return ((gp_inputs(b), b.frames) for b in itertools.islice(stream, log_every))
 
@@ -174,7 +191,6 @@ def run(
     )  # fmt: skip
     per_epoch = epoch_timing(timing)["seconds_per_epoch"]  # an "epoch" here is log_every steps
     seconds_per_step = per_epoch / log_every if per_epoch is not None else None
-    test = moving_ball_test_batch(generator, batch_size)
     rmse, aligned = path_rmse(vae, test)
     history = trace.history
     metrics = {
