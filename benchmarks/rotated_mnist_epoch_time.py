@@ -17,7 +17,7 @@ import time
 import common  # noqa: F401  (examples/ on the import path)
 import pyro
 import torch
-from experiments.rotated_mnist import MODELS, build_model
+from experiments.rotated_mnist import MODELS, build_model, train
 
 from gpytorch_vae.baselines import fit_gppvae
 from gpytorch_vae.data import factorized_splits, load_rotated_mnist
@@ -32,7 +32,7 @@ def one_epoch(name: str, model, x, y) -> None:
         phase = {"VAE": (1, 0, 0), "GP ": (0, 1, 0), "joi": (0, 0, 1)}[name[8:11]]
         fit_gppvae(model, x, y, *phase, progress=False)
     else:
-        MODELS[name].train(model, x, y, 1, 1e-3, MODELS[name].batch_size, progress=False)
+        train(name, model, (x, y), 1, 1e-3, MODELS[name].batch_size, progress=False)
 
 
 def main() -> None:
@@ -44,10 +44,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_rotated_mnist()
-    train, fgp_train = data.train(), factorized_splits(data).train  # 4050 and 3960 images
-    tensors = {"train": train.tensors(), "fgp": fgp_train.tensors()}
+    train_split, fgp_train = data.train(), factorized_splits(data).train  # 4050 and 3960 images
+    tensors = {"train": train_split.tensors(), "fgp": fgp_train.tensors()}
     pyro.set_rng_seed(0)
-    models = {v: build_model(v.split(" ")[0], data, fgp_train if v == "fgpvae" else train) for v in VARIANTS}
+    models = {v: build_model(v.split(" ")[0], data, fgp_train if v == "fgpvae" else train_split) for v in VARIANTS}
     times = {v: [] for v in VARIANTS}
     for r in range(args.rounds + 1):
         for variant, model in models.items():

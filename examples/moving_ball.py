@@ -11,6 +11,8 @@ import json
 from experiments.cli import COMPILE, add_common, add_compile, apply_threads, positive_float, positive_int, run_main
 from experiments.moving_ball import MODELS, run
 
+from gpytorch_vae.io import strict_json_value
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,7 +50,7 @@ def main(argv=None) -> None:
         out=args.out, resume=args.resume, plots=not args.no_plots, network_init=args.init,
         compile=COMPILE[args.compile],
     )  # fmt: skip
-    print(json.dumps(metrics, indent=2))
+    print(json.dumps(strict_json_value(metrics), indent=2))
 
 
 if __name__ == "__main__":

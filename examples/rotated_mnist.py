@@ -21,6 +21,8 @@ from experiments.cli import (
 )
 from experiments.rotated_mnist import MODELS, Capacity, run
 
+from gpytorch_vae.io import strict_json_value
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -75,7 +77,7 @@ def main(argv=None) -> None:
         capacity=Capacity(args.inducing_points, args.object_dim), generate_images=args.generate_images,
         batch_size=args.batch_size,
     )  # fmt: skip
-    print(json.dumps(metrics, indent=2))
+    print(json.dumps(strict_json_value(metrics), indent=2))
 
 
 if __name__ == "__main__":

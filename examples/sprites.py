@@ -24,6 +24,8 @@ from experiments.cli import (
 )
 from experiments.sprites import run
 
+from gpytorch_vae.io import strict_json_value
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,7 +50,7 @@ def main(argv=None) -> None:
         cache_dir=args.cache_dir, device=args.device, out=args.out, resume=args.resume, lr=args.lr,
         plots=not args.no_plots, compile=COMPILE[args.compile], eval_every=args.eval_every,
     )  # fmt: skip
-    print(json.dumps(metrics, indent=2))
+    print(json.dumps(strict_json_value(metrics), indent=2))
 
 
 if __name__ == "__main__":

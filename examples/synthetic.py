@@ -19,10 +19,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from gpytorch_vae import GPVAE
 from gpytorch_vae.data import make_synthetic_gp_data
 from gpytorch_vae.gps import ExactLatentGP, SparseLatentGP
+from gpytorch_vae.io import RunFolder, strict_json_value, write_json
+from gpytorch_vae.likelihoods import GaussianLikelihood
 from gpytorch_vae.metrics import affine_aligned_rmse
 from gpytorch_vae.nn import MLPDecoder, MLPEncoder
+from gpytorch_vae.objectives import ELBO
 from gpytorch_vae.priors import ExactLatentPrior, IndependentLatentPrior, SparseLatentPrior
-from gpytorch_vae.training import epoch_timing, fit_svi, write_json
+from gpytorch_vae.training import epoch_timing, fit
 
 LATENT_DIM = 2
 
@@ -64,33 +67,37 @@ def main(argv=None) -> None:
         MLPDecoder(LATENT_DIM, 64, obs_dim),
         latent_prior(args.model, args.inducing, float(data.x.max())),
         latent_dim=LATENT_DIM,
-        likelihood="gaussian",
-        observation_scale=0.1,
+        likelihood=GaussianLikelihood(noise=0.1**2),
         gp_dtype=torch.float64,
     ).to(args.device)
-    os.makedirs(args.out, exist_ok=True)
-    history = {}
-    fit_svi(
-        vae,
-        loader,
-        num_data,
-        args.epochs,
-        lr=args.lr,
-        checkpoint=os.path.join(args.out, "checkpoint.pt"),
-        resume=args.resume,
-        device=args.device,
-        history=history,
-    )
-    z_mean = vae.posterior_latent_mean(data.x.to(args.device), data.y.to(args.device)).cpu()
-    metrics = {
+    settings = {
         "model": args.model,
-        "rmse": affine_aligned_rmse(z_mean, data.z),
-        "final_loss": history["loss"][-1] if history.get("loss") else None,
-        "epochs": args.epochs,
-        "seconds_per_epoch": epoch_timing(history)["seconds_per_epoch"],
-    }
-    write_json(os.path.join(args.out, "metrics.json"), metrics)
-    print(json.dumps(metrics, indent=2))
+        "seed": args.seed,
+        "inducing": args.inducing,
+        "batch_size": batch_size,
+        "lr": args.lr,
+    }  # what defines the run: a resume with other values is refused
+    with RunFolder(args.out):
+        history = fit(
+            ELBO(vae),
+            loader,
+            epochs=args.epochs,
+            lr=args.lr,
+            checkpoint=os.path.join(args.out, "checkpoint.pt"),
+            resume=args.resume,
+            device=args.device,
+            run_config=settings,
+        ).history
+        z_mean = vae.posterior_latent_mean(data.x.to(args.device), data.y.to(args.device)).cpu()
+        metrics = {
+            "model": args.model,
+            "rmse": affine_aligned_rmse(z_mean, data.z),
+            "final_loss": history["loss"][-1] if history.get("loss") else None,
+            "epochs": args.epochs,
+            "seconds_per_epoch": epoch_timing(history)["seconds_per_epoch"],
+        }
+        write_json(os.path.join(args.out, "metrics.json"), metrics)
+    print(json.dumps(strict_json_value(metrics), indent=2))
 
 
 if __name__ == "__main__":

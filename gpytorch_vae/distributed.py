@@ -21,7 +21,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .variational.latent_statistics import WhitenedLatentStatistics
+from .variational.latent_statistics import StatisticsReducer, WhitenedLatentStatistics
+from .variational.noise import StandardNormalNoise
 
 
 def is_distributed() -> bool:
@@ -57,7 +58,7 @@ class ReducedStatistics(WhitenedLatentStatistics):
     local_points: int = 0
 
 
-class StatisticsAllReduce:
+class StatisticsAllReduce(StatisticsReducer):
     r"""Sums :class:`~gpytorch_vae.variational.WhitenedLatentStatistics` over the ranks of ``group``, with gradients:
     the backward of a sum is the sum of the ranks' gradients, so the gradient reaching each rank's local statistics
     is the gradient of the objective of the union batch (times the number of ranks, which :func:`rank_loss` and the
@@ -91,6 +92,62 @@ class StatisticsAllReduce:
         )
 
 
+class UnionBatchNoise(StandardNormalNoise):
+    """The per-point noise of a posterior's draw as this rank's slice of the noise of the union batch (every rank
+    draws the whole and keeps its part, along the dimension that indexes points or groups), so that the ranks'
+    random streams stay equal and their draws are those of one process on the union batch. Each call gathers the
+    ranks' sizes (one small collective): give it only to draws that every rank makes."""
+
+    def __init__(self, group=None):
+        self.group = group
+
+    def __call__(self, shape, dim, dtype, device=None) -> Tensor:
+        shape = list(shape)
+        dim = dim % len(shape)
+        offset, total = union_slice(shape[dim], device, self.group)
+        full = shape.copy()
+        full[dim] = total
+        return torch.empty(full, dtype=dtype, device=device).normal_().narrow(dim, offset, shape[dim])
+
+
+class Ranks:
+    r"""The processes of a data-parallel run, as an objective sees them (:class:`~gpytorch_vae.objectives.ELBO`,
+    :class:`~gpytorch_vae.objectives.GECOObjective`): give one to an objective to make it combine the ranks' terms;
+    without one an objective makes no collective call.
+
+    * :meth:`loss`: what a rank backpropagates so that the averaged gradients (DDP) are the union batch's;
+    * :meth:`sum`: a value summed over the ranks (no gradient), e.g. the union batch's reconstruction error;
+    * :attr:`noise`: the posterior's per-point noise as this rank's slice of the union batch's
+      (:class:`UnionBatchNoise`).
+
+    :param group: the process group (default: the world).
+    """
+
+    def __init__(self, group=None):
+        if not is_distributed():
+            raise RuntimeError("Ranks needs an initialised torch.distributed process group (e.g. under torchrun)")
+        self.group = group
+        self.noise = UnionBatchNoise(group)
+
+    @property
+    def world_size(self) -> int:
+        return dist.get_world_size(self.group)
+
+    @property
+    def rank(self) -> int:
+        return dist.get_rank(self.group)
+
+    def loss(self, local_terms: Tensor, shared_terms: Tensor) -> Tensor:
+        """``R * local_terms + shared_terms`` (see :func:`rank_loss`)."""
+        return self.world_size * local_terms + shared_terms
+
+    def sum(self, value: Tensor) -> Tensor:
+        """The sum of ``value`` over the ranks (no gradient)."""
+        value = value.detach().clone()
+        dist.all_reduce(value, group=self.group)
+        return value
+
+
 def rank_loss(local_terms: Tensor, shared_terms: Tensor) -> Tensor:
     r"""The loss a rank backpropagates: ``R * local_terms + shared_terms``, where ``local_terms`` are the sums over
     its own points (e.g. the reconstruction) and ``shared_terms`` what every rank computes the same (e.g. the KL of
@@ -117,16 +174,26 @@ def all_reduce_sum(value: Tensor) -> Tensor:
     return value
 
 
-def wrap_networks(*modules: torch.nn.Module, device=None) -> list[torch.nn.Module]:
-    """Each module in :class:`~torch.nn.parallel.DistributedDataParallel` (its gradients averaged over the ranks,
-    overlapped with the backward pass); unchanged when not distributed."""
-    if not is_distributed():
-        return list(modules)
+def data_parallel(module: torch.nn.Module, device=None) -> torch.nn.Module:
+    """``module`` in :class:`~torch.nn.parallel.DistributedDataParallel` (its gradients averaged over the ranks,
+    overlapped with the backward pass), without a buffer broadcast before every forward pass (the buffers, e.g.
+    GECO's multiplier, evolve identically on every rank)."""
+    import inspect
+
     from torch.nn.parallel import DistributedDataParallel
 
-    ids = [device.index] if device is not None and torch.device(device).type == "cuda" else None
-    # buffers (e.g. constraint bounds) never change in training: no broadcast before every forward
-    return [DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False) for module in modules]
+    ids = [torch.device(device).index] if device is not None and torch.device(device).type == "cuda" else None
+    keyword = "forward_sync_buffers"  # newer torch; broadcast_buffers is deprecated there
+    if keyword not in inspect.signature(DistributedDataParallel.__init__).parameters:
+        keyword = "broadcast_buffers"
+    return DistributedDataParallel(module, device_ids=ids, **{keyword: False})
+
+
+def wrap_networks(*modules: torch.nn.Module, device=None) -> list[torch.nn.Module]:
+    """Each module through :func:`data_parallel`; unchanged when not distributed."""
+    if not is_distributed():
+        return list(modules)
+    return [data_parallel(module, device) for module in modules]
 
 
 class ShardedBatchSampler(torch.utils.data.Sampler):
@@ -167,14 +234,14 @@ class ShardedBatchSampler(torch.utils.data.Sampler):
             yield batch.tensor_split(self.world)[self.rank].tolist()
 
 
-def union_slice(local_size: int, device=None) -> tuple[int, int]:
+def union_slice(local_size: int, device=None, group=None) -> tuple[int, int]:
     """``(offset, total)``: where this rank's ``local_size`` items sit among all ranks' (in rank order)."""
     if not is_distributed():
         return 0, local_size
-    sizes = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(world_size())]
-    dist.all_gather(sizes, torch.tensor([local_size], device=device))
+    sizes = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(sizes, torch.tensor([local_size], device=device), group=group)
     sizes = [int(s) for s in sizes]
-    return sum(sizes[: rank()]), sum(sizes)
+    return sum(sizes[: dist.get_rank(group)]), sum(sizes)
 
 
 def standard_normal_slice(shape, dim: int, dtype, device) -> Tensor:

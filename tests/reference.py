@@ -25,9 +25,13 @@ def make_kernel(batch_shape=CHANNELS_SHAPE, lengthscale=(0.7, 1.3), outputscale=
     return kernel
 
 
-def make_sparse_gp(inducing_points, batch_shape=CHANNELS_SHAPE, jitter_val=1e-10, **kernel_kwargs):
+def make_sparse_gp(inducing_points, batch_shape=CHANNELS_SHAPE, jitter_val=1e-10, statistics_reducer=None,
+                   **kernel_kwargs):  # fmt: skip
     return SparseLatentGP(
-        inducing_points.double(), make_kernel(batch_shape, **kernel_kwargs), jitter_val=jitter_val
+        inducing_points.double(),
+        make_kernel(batch_shape, **kernel_kwargs),
+        jitter_val=jitter_val,
+        statistics_reducer=statistics_reducer,
     ).double()
 
 

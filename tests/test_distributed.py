@@ -7,12 +7,11 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch.nn.parallel import DistributedDataParallel
 
 from gpytorch_vae import GECO, GPVAE, distributed
-from gpytorch_vae.objectives import ScaledLossOptimizer
+from gpytorch_vae.likelihoods import GaussianLikelihood
+from gpytorch_vae.objectives import ELBO, GECOObjective
 from gpytorch_vae.priors import IndependentLatentPrior, SparseLatentPrior
-from gpytorch_vae.training import geco_step
 from reference import make_sparse_gp
 
 DT = torch.float64
@@ -29,12 +28,12 @@ class Encoder(torch.nn.Module):
         return mean, log_var - 1.0
 
 
-def make_vae(prior="sparse"):
+def make_vae(prior="sparse", reducer=None):
     torch.manual_seed(0)
-    gp = make_sparse_gp(torch.linspace(0, 6, 5, dtype=DT).unsqueeze(-1), jitter_val=1e-8)
+    gp = make_sparse_gp(torch.linspace(0, 6, 5, dtype=DT).unsqueeze(-1), jitter_val=1e-8, statistics_reducer=reducer)
     decoder = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, K))
     latent_prior = SparseLatentPrior(gp) if prior == "sparse" else IndependentLatentPrior()
-    return GPVAE(Encoder(), decoder, latent_prior, 2, likelihood="gaussian", gp_dtype=DT).double()
+    return GPVAE(Encoder(), decoder, latent_prior, 2, likelihood=GaussianLikelihood(), gp_dtype=DT).double()
 
 
 def data():
@@ -42,14 +41,19 @@ def data():
     return torch.rand(B, 1, generator=g, dtype=DT) * 6, torch.randn(B, K, generator=g, dtype=DT)
 
 
-def step_results(vae, model, x, y, num_points_note=""):
-    """Loss value, q(v) and gradients of one direct-ELBO step (``model``: the vae or its DDP wrapper)."""
+def on_ranks(objective, ranks):
+    """The objective as training runs it: through DDP on several ranks."""
+    return objective if ranks is None else distributed.data_parallel(objective)
+
+
+def step_results(vae, x, y, ranks=None):
+    """Loss value, q(v) and gradients of one ELBO step (on several ranks: this rank's shard, through DDP)."""
     pyro.set_rng_seed(5)
-    local, shared = distributed.svi_parts(model(x, y, N))
-    distributed.rank_loss(local, shared).backward()
-    value = distributed.all_reduce_sum(local.detach()) + shared.detach()
+    objective = on_ranks(ELBO(vae, N, ranks=ranks), ranks)  # kept alive until after the backward pass (DDP's hooks)
+    terms = objective(x, y)
+    terms.loss.backward()
     grads = {name: p.grad.clone() for name, p in vae.named_parameters() if p.grad is not None}
-    result = {"loss": value, "grads": grads}
+    result = {"loss": terms.value.detach(), "grads": grads}
     if isinstance(vae.latent_prior, SparseLatentPrior):
         mean, var = vae.latent_dataset(y, x)
         q_v = vae.latent_prior.condition(x, mean, var, N).posterior.whitened_posterior
@@ -57,16 +61,20 @@ def step_results(vae, model, x, y, num_points_note=""):
     return result
 
 
-def geco_results(model, x, y):
-    """Parameters after three GECO steps through the trainer's step function."""
+def geco_results(vae, x, y, ranks=None):
+    """Parameters after three GECO steps as fit takes them."""
     pyro.set_rng_seed(7)
-    vae = getattr(model, "module", model)
-    optimizer = ScaledLossOptimizer(torch.optim.Adam([p for p in vae.parameters() if p.requires_grad], lr=1e-2))
-    geco = GECO(kappa2=0.0)
-    step = geco_step(model, geco, optimizer, N)
-    logs = [step(x, y) for _ in range(3)]
+    objective = GECOObjective(vae, N, GECO(kappa2=0.0), ranks=ranks)
+    optimizer = objective.prepare_optimizer(torch.optim.Adam([p for p in vae.parameters() if p.requires_grad], lr=1e-2))
+    forward, logs = on_ranks(objective, ranks), []
+    for _ in range(3):
+        terms = forward(x, y)
+        optimizer.zero_grad()
+        terms.loss.backward()
+        objective.step(optimizer, terms)
+        logs.append(terms.logs())
     return {"params": {k: v.detach().clone() for k, v in vae.state_dict().items()}, "logs": logs,
-            "lambda": geco.log_lagrange_multiplier.clone()}  # fmt: skip
+            "lambda": objective.geco.log_lagrange_multiplier.clone()}  # fmt: skip
 
 
 def streamed_prediction(vae, batches, x_new):
@@ -81,17 +89,18 @@ def worker(rank, world, init_file, out):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     x, y = data()
     part = slice(rank * B // world, (rank + 1) * B // world)  # rank r holds the r-th slice of the union batch
-    vae = make_vae()
-    vae.latent_prior.strategy.statistics_reducer = distributed.StatisticsAllReduce()
-    results = {"step": step_results(vae, DistributedDataParallel(vae), x[part], y[part])}
+    ranks = distributed.Ranks()
+    vae = make_vae(reducer=distributed.StatisticsAllReduce())
+    results = {"step": step_results(vae, x[part], y[part], ranks)}
     vae = make_vae("independent")
-    results["independent"] = step_results(vae, DistributedDataParallel(vae), x[part], y[part])
-    vae = make_vae()
-    vae.latent_prior.strategy.statistics_reducer = distributed.StatisticsAllReduce()
-    results["geco"] = geco_results(DistributedDataParallel(vae), x[part], y[part])
+    results["independent"] = step_results(vae, x[part], y[part], ranks)
+    vae = make_vae(reducer=distributed.StatisticsAllReduce())
+    results["geco"] = geco_results(vae, x[part], y[part], ranks)
     x_new = torch.linspace(-1, 7, 4, dtype=DT).unsqueeze(-1)
     mine = [(x[i : i + 2], y[i : i + 2]) for i in range(part.start, part.stop, 2)]  # this rank's share, streamed
     results["stream"] = streamed_prediction(vae, mine, x_new)
+    vae.eval()  # in eval mode each process conditions on its own data: no collective (rank 0 alone would hang)
+    results["eval_stream"] = streamed_prediction(vae, mine, x_new)
     torch.save(results, os.path.join(out, f"rank{rank}.pt"))
     dist.destroy_process_group()
 
@@ -106,7 +115,7 @@ def two_ranks(tmp_path_factory):
 def test_one_step_on_two_ranks_equals_one_process(two_ranks):
     x, y = data()
     vae = make_vae()
-    single = step_results(vae, vae, x, y)
+    single = step_results(vae, x, y)
     for result in two_ranks:
         torch.testing.assert_close(result["step"]["loss"], single["loss"], rtol=1e-12, atol=1e-10)
         torch.testing.assert_close(result["step"]["loc"], single["loc"], rtol=1e-12, atol=1e-12)
@@ -120,7 +129,7 @@ def test_a_prior_without_shared_terms_on_two_ranks_equals_one_process(two_ranks)
     """Each rank draws its slice of the union batch's noise: no two ranks share noise, as one process."""
     x, y = data()
     vae = make_vae("independent")
-    single = step_results(vae, vae, x, y)
+    single = step_results(vae, x, y)
     for result in two_ranks:
         torch.testing.assert_close(result["independent"]["loss"], single["loss"], rtol=1e-12, atol=1e-10)
         for name, grad in single["grads"].items():
@@ -147,3 +156,17 @@ def test_streaming_conditioning_split_over_ranks_equals_one_process(two_ranks):
     for result in two_ranks:
         torch.testing.assert_close(result["stream"][0], mean, rtol=1e-9, atol=1e-10)
         torch.testing.assert_close(result["stream"][1], variance, rtol=1e-9, atol=1e-10)
+
+
+def test_eval_mode_conditions_each_rank_on_its_own_share(two_ranks):
+    """In eval mode the statistics reducer is not used: each rank's streaming conditioning is that of its own share
+    (and a rank evaluating alone cannot hang on a collective)."""
+    x, y = data()
+    vae = make_vae()
+    geco_results(vae, x, y)
+    x_new = torch.linspace(-1, 7, 4, dtype=DT).unsqueeze(-1)
+    for rank, result in enumerate(two_ranks):
+        part = slice(rank * B // 2, (rank + 1) * B // 2)
+        mean, _ = streamed_prediction(vae, [(x[part], y[part])], x_new)
+        torch.testing.assert_close(result["eval_stream"][0], mean, rtol=1e-9, atol=1e-10)
+    assert not torch.allclose(two_ranks[0]["eval_stream"][0], two_ranks[1]["eval_stream"][0])

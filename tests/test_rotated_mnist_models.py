@@ -14,19 +14,20 @@ from experiments.rotated_mnist import (
     evaluate,
     inducing_angle_indices,
     inducing_init,
+    train,
 )
 from pyro.infer import TraceMeanField_ELBO
 
 from gpytorch_vae.data.rotated_mnist import ImageSplit, RotatedMNIST
 from gpytorch_vae.kernels import ObjectViewInputs, ViewObjectKernel, view_object_kernel
 from gpytorch_vae.nn import ConvDecoder, ConvEncoder
+from gpytorch_vae.objectives import ELBO
 
 
 def train_model(model, name, x, y, epochs, lr, checkpoint=None, resume=False):
     """The model's training regime of the benchmark; returns the mean loss per epoch run."""
-    setup = MODELS[name]
-    return setup.train(model, x, y, epochs, lr, setup.batch_size, checkpoint=checkpoint, resume=resume,
-                       progress=False)  # fmt: skip
+    return train(name, model, (x, y), epochs, lr, MODELS[name].batch_size, checkpoint=checkpoint, resume=resume,
+                 progress=False).losses  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +127,7 @@ def _reconstruction_mse(model, name, x, y):
         return (model.decode(model.condition().predict(x).mean) - y).square().mean().item()
     vae = model.vae if name == "gppvae" else model
     with torch.no_grad():
-        return (vae.elbo_terms(x, y, len(x))["decoded"] - y).square().mean().item()
+        return (ELBO(vae, len(x))(x, y).decoded - y).square().mean().item()
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -131,39 +131,37 @@ def tiny_sprites():
 
 
 def small_model(train):
-    from experiments.sprites import SpritesSVGPVAE, initial_vectors
+    from experiments.sprites import build_model, initial_vectors
 
     torch.manual_seed(0)
-    return SpritesSVGPVAE(*initial_vectors(train))
+    return build_model(*initial_vectors(train))
 
 
 def test_a_short_training_run_reduces_the_loss(tiny_sprites):
     from experiments.sprites import KAPPA2
 
     from gpytorch_vae import GECO
-    from gpytorch_vae.objectives import ScaledLossOptimizer
-    from gpytorch_vae.training import adam, geco_step, trainable_parameters
+    from gpytorch_vae.objectives import GECOObjective
+    from gpytorch_vae.training import fit
 
     train = tiny_sprites[0]
     model = small_model(train)
-    step = geco_step(model, GECO(kappa2=KAPPA2), ScaledLossOptimizer(adam(trainable_parameters(model), 3e-3)), 24)
-    mses = [step(*batch)["mse"] for _ in range(25) for batch in train]
-    assert np.mean(mses[-4:]) < 0.8 * np.mean(mses[:4]), mses
+    history = fit(GECOObjective(model, 24, GECO(kappa2=KAPPA2)), train, epochs=25, lr=3e-3, progress=False).history
+    assert np.mean(history["mse"][-2:]) < 0.8 * np.mean(history["mse"][:2]), history["mse"]
 
 
 def test_evaluation_of_two_characters_equals_a_loop(tiny_sprites):
-    from experiments.sprites import condition, generate
+    from experiments.sprites import generate
 
     train, context, target_by_character, target_both = tiny_sprites
     model = small_model(train)
-    posterior = condition(model, train)
-    both, _ = generate(model, posterior, context, target_both)
+    both, _ = generate(model, train, context, target_both)
     singles = []
     for c in (2, 3):  # one character at a time: its own context and targets
         ctx_rows = (context.aux[:, 0] == c - 2).nonzero().flatten()
         tgt_rows = (target_both.aux[:, 0] == c - 2).nonzero().flatten()
         ctx = [(context.aux[ctx_rows], context.images[ctx_rows].float() / 256.0)]
         tgt = [(target_both.aux[tgt_rows], target_both.images[tgt_rows].float() / 256.0)]
-        singles.append(generate(model, posterior, ctx, tgt)[0])
+        singles.append(generate(model, train, ctx, tgt)[0])
     torch.testing.assert_close(both, torch.cat(singles), atol=1e-5, rtol=1e-5)
     assert math.isfinite(both.sum().item())

@@ -3,7 +3,7 @@ evaluation and result files."""
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import os
 
 import gpytorch
@@ -15,10 +15,12 @@ import gpytorch_vae
 from gpytorch_vae import GPVAE
 from gpytorch_vae.data import MovingBallBatch, MovingBallGenerator, MovingBallStream, moving_ball_test_batch
 from gpytorch_vae.gps import ExactLatentGP, SparseLatentGP
+from gpytorch_vae.io import RunFolder, write_json
 from gpytorch_vae.metrics import affine_align
 from gpytorch_vae.nn import INITIALISATIONS, MLPDecoder, MLPEncoder, compile_networks
+from gpytorch_vae.objectives import ELBO
 from gpytorch_vae.priors import ExactLatentPrior, IndependentLatentPrior, SparseLatentPrior
-from gpytorch_vae.training import epoch_timing, fit_svi, write_json
+from gpytorch_vae.training import Evaluation, epoch_timing, fit
 
 MODELS = ("vae", "gpvae", "svgpvae")
 LATENT_DIM = 2
@@ -115,29 +117,49 @@ def encoder_state(vae: GPVAE, batch: MovingBallBatch) -> dict:
     }
 
 
-class KernelTrace:
-    """After every ``log_every`` steps: the loss, lengthscale and inducing inputs (Figs. 3 and 4) and, on the test
-    batch ``probe``, the path RMSE and the encoder's scale (:func:`encoder_state`; reported, never used to select or
-    stop). Checkpointed, so a resumed run has the whole trace."""
+class VideoBatches:
+    """``(gp_inputs, frames)`` batches of a :class:`~gpytorch_vae.data.MovingBallStream`, whose position is saved
+    and restored with it (``fit`` checkpoints it, so a resumed run sees the same videos)."""
 
-    def __init__(self, vae: GPVAE, log_every: int, probe: MovingBallBatch | None = None):
-        self.vae, self.log_every, self.probe = vae, log_every, probe
-        keys = ["step", "loss", *kernel_state(vae), *(encoder_state(vae, probe) if probe is not None else {})]
-        self.history = {key: [] for key in keys}
+    def __init__(self, stream: MovingBallStream):
+        self.stream = stream
 
-    def __call__(self, epoch: int, loss: float) -> None:
-        values = {"step": (epoch + 1) * self.log_every, "loss": loss, **kernel_state(self.vae)}
-        if self.probe is not None:
-            with torch.random.fork_rng():  # training draws the same random numbers with or without the probe
-                values.update(encoder_state(self.vae, self.probe))
-        for key, value in values.items():
-            self.history.setdefault(key, []).append(value)
+    def __iter__(self):
+        return ((gp_inputs(batch), batch.frames) for batch in self.stream)
 
     def state_dict(self) -> dict:
-        return {key: list(values) for key, values in self.history.items()}
+        return self.stream.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        self.history = {key: list(values) for key, values in state.items()}
+        self.stream.load_state_dict(state)
+
+
+def trace_point(vae: GPVAE, probe: MovingBallBatch):
+    """What the trace records every ``log_every`` steps: the period's mean loss, the lengthscale and inducing inputs
+    (Figs. 3 and 4) and, on the test batch ``probe``, the path RMSE and the encoder's scale (:func:`encoder_state`;
+    reported, never used to select or stop)."""
+
+    def point(state) -> dict:
+        with evaluating(vae):
+            return {"loss": state.history["loss"][-1], **kernel_state(vae), **encoder_state(vae, probe)}
+
+    return point
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module):
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def trace_history(points: list[dict]) -> dict:
+    """The trace as lists per quantity (``history.json``)."""
+    keys = ["step", "loss", "lengthscale", "inducing_points", "encoder_variance", "encoder_mean_sd", "test_rmse"]
+    return {key: [point.get(key) for point in points] for key in keys}
 
 
 def run(
@@ -167,58 +189,57 @@ def run(
     position and the history, so ``resume`` continues exactly. Returns the metrics."""
     if steps < log_every or steps % log_every:
         raise ValueError(f"steps ({steps}) must be a positive multiple of log_every ({log_every})")
-    os.makedirs(out, exist_ok=True)
-    pyro.set_rng_seed(seed)
-    pyro.clear_param_store()
-    generator = MovingBallGenerator(lengthscale=true_lengthscale)
-    init = lengthscale_init if lengthscale_init is not None else (1.0 if learn_lengthscale else true_lengthscale)
-    vae = build_model(model, inducing, init, learn_lengthscale, learn_inducing, inducing_init_kind, generator,
-                      network_init=network_init)  # fmt: skip
-    vae.to(device)
-    compiled = compile_networks(vae.encoder, vae.decoder, enabled=compile, device_type=torch.device(device).type)
-    gpytorch_vae.settings.compile_gp.set(compiled)
-    stream = MovingBallStream(generator, batch_size, seed=seed)
-    test = moving_ball_test_batch(generator, batch_size)
-    trace = KernelTrace(vae, log_every, probe=test)
-    def batches():
-        return ((gp_inputs(b), b.frames) for b in itertools.islice(stream, log_every))
+    with RunFolder(out):
+        pyro.set_rng_seed(seed)
+        generator = MovingBallGenerator(lengthscale=true_lengthscale)
+        init = lengthscale_init if lengthscale_init is not None else (1.0 if learn_lengthscale else true_lengthscale)
+        vae = build_model(model, inducing, init, learn_lengthscale, learn_inducing, inducing_init_kind, generator,
+                          network_init=network_init)  # fmt: skip
+        vae.to(device)
+        compiled = compile_networks(vae.encoder, vae.decoder, enabled=compile, device_type=torch.device(device).type)
+        gpytorch_vae.settings.compile_gp.set(compiled)
+        test = moving_ball_test_batch(generator, batch_size)
+        trace = Evaluation(trace_point(vae, test))
+        run_config = dict(model=model, inducing=inducing, seed=seed, learn_lengthscale=learn_lengthscale,
+                          learn_inducing=learn_inducing, inducing_init=inducing_init_kind,
+                          true_lengthscale=true_lengthscale, lengthscale_init=init, lr=lr, batch_size=batch_size,
+                          log_every=log_every, network_init=network_init)  # fmt: skip
+        # every batch is 35 whole videos (num_data None); the loss is averaged over them
+        result = fit(ELBO(vae, None, loss_scale=1.0 / batch_size), VideoBatches(MovingBallStream(generator,
+                     batch_size, seed=seed)), steps=steps, log_every=log_every, lr=lr, callbacks=[trace],
+                     checkpoint=os.path.join(out, "checkpoint.pt"), resume=resume, progress=progress, device=device,
+                     run_config=run_config)  # fmt: skip
+        timing = result.history
+        per_epoch = epoch_timing(timing)["seconds_per_epoch"]  # an "epoch" here is log_every steps
+        seconds_per_step = per_epoch / log_every if per_epoch is not None else None
+        rmse, aligned = path_rmse(vae, test)
+        history = trace_history(trace.points)
+        metrics = {
+            "model": model,
+            "inducing": inducing if model == "svgpvae" else None,
+            "seed": seed,
+            "steps": steps,
+            "rmse": rmse,
+            **kernel_state(vae),
+            "seconds_per_step": seconds_per_step,
+            "compiled": compiled,
+            "true_lengthscale": true_lengthscale,
+            "learn_lengthscale": learn_lengthscale,
+            "learn_inducing": learn_inducing,
+            "inducing_init": inducing_init_kind,
+            "network_init": network_init,
+            "final_loss": timing["loss"][-1] if timing.get("loss") else None,
+        }
+        write_json(os.path.join(out, "metrics.json"), metrics)
+        write_json(os.path.join(out, "history.json"), history, indent=None)
+        if plots:
+            from .plotting import plot_paths, plot_trace
 
-    timing = {}
-    fit_svi(
-        vae, batches, None, steps // log_every, lr=lr, loss_scale=1.0 / batch_size, direct=True,
-        checkpoint=os.path.join(out, "checkpoint.pt"), resume=resume, progress=progress, callback=trace,
-        device=device, extra_state={"stream": stream, "trace": trace}, history=timing,
-    )  # fmt: skip
-    per_epoch = epoch_timing(timing)["seconds_per_epoch"]  # an "epoch" here is log_every steps
-    seconds_per_step = per_epoch / log_every if per_epoch is not None else None
-    rmse, aligned = path_rmse(vae, test)
-    history = trace.history
-    metrics = {
-        "model": model,
-        "inducing": inducing if model == "svgpvae" else None,
-        "seed": seed,
-        "steps": steps,
-        "rmse": rmse,
-        **kernel_state(vae),
-        "seconds_per_step": seconds_per_step,
-        "compiled": compiled,
-        "true_lengthscale": true_lengthscale,
-        "learn_lengthscale": learn_lengthscale,
-        "learn_inducing": learn_inducing,
-        "inducing_init": inducing_init_kind,
-        "network_init": network_init,
-        "final_loss": history["loss"][-1] if history["loss"] else None,
-    }
-    write_json(os.path.join(out, "metrics.json"), metrics)
-    write_json(os.path.join(out, "history.json"), history, indent=None)
-    if plots:
-        from .plotting import plot_paths, plot_trace
-
-        plot_paths(test.paths, aligned, os.path.join(out, "paths.png"), title=f"{model}: RMSE {rmse:.3f}")
-        if learn_lengthscale and history["lengthscale"]:
-            plot_trace(history["step"], history["lengthscale"], os.path.join(out, "lengthscale.png"), "lengthscale",
-                       reference=true_lengthscale)  # fmt: skip
-        if learn_inducing and history["inducing_points"]:
-            plot_trace(history["step"], history["inducing_points"], os.path.join(out, "inducing.png"),
-                       "inducing inputs")  # fmt: skip
-    return metrics
+            plot_paths(test.paths, aligned, os.path.join(out, "paths.png"), title=f"{model}: RMSE {rmse:.3f}")
+            if learn_lengthscale and history["lengthscale"]:
+                plot_trace(history["step"], history["lengthscale"], os.path.join(out, "lengthscale.png"), "lengthscale",
+                           reference=true_lengthscale)  # fmt: skip
+            if learn_inducing and history["inducing_points"]:
+                plot_trace(history["step"], history["inducing_points"], os.path.join(out, "inducing.png"),
+                           "inducing inputs")  # fmt: skip
+        return metrics

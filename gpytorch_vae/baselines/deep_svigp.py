@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Iterable
 
 import pyro
@@ -19,6 +20,8 @@ from pyro.nn import PyroModule
 from torch import Tensor
 
 from ..models.gp_vae import register_module
+from ..objectives.base import Objective, ObjectiveTerms
+from ..objectives.elbo import FROM_DATA, resolved_num_data
 from ..priors.base import marginal_distribution
 
 
@@ -193,3 +196,46 @@ class DeepSVIGP(PyroModule):
         warnings.warn("DeepSVIGP.predict is deprecated: use condition().predict(x)", DeprecationWarning, stacklevel=2)
         q_f = self.condition().predict(x)
         return q_f.mean, q_f.variance
+
+
+@dataclass
+class DeepSVIGPTerms(ObjectiveTerms):
+    """The Deep SVIGP objective on one batch: ``elbo`` (per its ``objective``), the ``kl`` part, the batch's
+    ``mse`` of the decoded values, and ``value`` (the loss of the whole batch, for the record)."""
+
+    kl: Tensor
+    mse: Tensor
+    value: Tensor
+    decoded: Tensor
+
+    def logs(self) -> dict[str, float]:
+        return {"loss": self.value.item(), "kl": self.kl.item(), "mse": self.mse.item()}
+
+
+class DeepSVIGPObjective(Objective):
+    """Minus the Deep SVIGP's objective (:meth:`DeepSVIGP.elbo_terms` for ``"sampled"``,
+    :meth:`DeepSVIGP.mean_decoded_elbo` for ``"mean"``) as an objective for :func:`~gpytorch_vae.training.fit`.
+
+    :param model: the :class:`DeepSVIGP`.
+    :param num_data: :math:`N`.
+    :param ranks: a :class:`gpytorch_vae.distributed.Ranks` in data-parallel training (each rank's KL is already
+        scaled by its own :math:`b_r/N`, so the union's objective is the sum of the ranks').
+    """
+
+    def __init__(self, model: DeepSVIGP, num_data=FROM_DATA, ranks=None):
+        super().__init__(model)
+        self.num_data, self.ranks = num_data, ranks
+
+    def forward(self, x: Tensor, y: Tensor) -> DeepSVIGPTerms:
+        num_data = resolved_num_data(self)
+        terms = (self.model.elbo_terms if self.model.objective == "sampled" else self.model.mean_decoded_elbo)(
+            x, y, num_data
+        )
+        local = -terms["elbo"]
+        mse = (terms["decoded"].detach() - y).square().mean()
+        if self.ranks is None:
+            return DeepSVIGPTerms(local, terms["kl"], mse, local.detach(), terms["decoded"])
+        loss = self.ranks.loss(local, local.new_zeros(()))
+        value = self.ranks.sum(local)
+        return DeepSVIGPTerms(loss, self.ranks.sum(terms["kl"]), self.ranks.sum(mse) / self.ranks.world_size, value,
+                              terms["decoded"])  # fmt: skip

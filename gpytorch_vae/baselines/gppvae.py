@@ -4,15 +4,15 @@ trick."""
 from __future__ import annotations
 
 import warnings
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from gpytorch.distributions import MultivariateNormal
 from torch import Tensor
 
 from ..models.gp_vae import GPVAE
+from ..objectives.base import Objective, ObjectiveTerms
 from ..priors.base import marginal_distribution
-from ..training import adam, guarded_step, run_epochs
 from .low_rank_gp import LowRankViewObjectGP
 
 
@@ -92,7 +92,8 @@ class GPPVAE(torch.nn.Module):
         \mathbf z_n) + \mathrm H[q(\mathbf z_n)])` (one-sample estimate)."""
         mean, var = self.vae.latent_dataset(y)
         z = mean + var.sqrt() * torch.randn_like(mean)
-        reconstruction = self.vae.observation_distribution(z, y).log_prob(y)
+        y = self.vae.prepare_observations(y)
+        reconstruction = self.vae.likelihood.total_log_prob(self.vae.decode(z), y)
         entropy = torch.distributions.Normal(mean, var.sqrt()).entropy().sum()
         return z, reconstruction + entropy.to(reconstruction)
 
@@ -106,6 +107,63 @@ class GPPVAE(torch.nn.Module):
         return self.gp.predict(mean, self.to_gp(x_train), self.to_gp(x_new))
 
 
+class GPPVAEObjective(Objective):
+    r"""The GPPVAE regime as an objective for :func:`~gpytorch_vae.training.fit`: ``vae_epochs`` of a plain VAE
+    (:math:`\mathcal N(\mathbf 0,\mathbf I)` prior), then ``gp_epochs`` training only the GP parameters (kernel,
+    GP-LVM vectors, noise) on the encodings, then joint epochs with the Taylor trick. Its :meth:`batches` is the data
+    ``fit`` iterates (called with the epoch index: it sets the phase and, after the VAE phase, draws the epoch's
+    Taylor anchor); batches are consecutive rows of ``x``/``y`` (sort by object and angle so that they hold whole
+    objects). The loss is minus the objective per image.
+
+    :param model: the :class:`GPPVAE`.
+    :param x, y: the whole training set (auxiliary rows and images).
+    """
+
+    def __init__(self, model: GPPVAE, x: Tensor, y: Tensor, vae_epochs: int, gp_epochs: int, batch_size: int = 256):
+        super().__init__(model)
+        self.x, self.y, self.vae_epochs, self.gp_epochs, self.batch_size = x, y, vae_epochs, gp_epochs, batch_size
+        self.num_data, self.ranks = len(x), None
+        self.phase, self.anchor = "vae", None
+
+    def optimizer(self, lr: float = 1e-3, gp_lr: float = 1e-2) -> Callable:
+        """The factory of GPPVAE's Adam: the networks at ``lr``, the GP parameters at ``gp_lr`` (two parameter groups
+        of one Adam: per parameter the same updates as two optimisers)."""
+        from ..training.fit import adam
+
+        def factory(_parameters):
+            optimizer = adam([p for p in self.model.vae.parameters() if p.requires_grad], lr=lr)
+            optimizer.add_param_group({"params": [p for p in self.model.gp.parameters() if p.requires_grad],
+                                       "lr": gp_lr})  # fmt: skip
+            return optimizer
+
+        return factory
+
+    def batches(self, epoch: int):
+        """The batches of ``epoch`` (``(rows, images)``), after setting its phase and anchor."""
+        self.phase = "vae" if epoch < self.vae_epochs else "gp" if epoch < self.vae_epochs + self.gp_epochs else "joint"
+        if self.phase != "vae":
+            self.anchor = self.model.taylor_anchor(self.x, self.y)
+        offsets = range(0, self.num_data, self.batch_size)
+        return ((torch.arange(i, min(i + self.batch_size, self.num_data)), self.y[i : i + self.batch_size])
+                for i in offsets)  # fmt: skip
+
+    def forward(self, rows: Tensor, y_batch: Tensor) -> ObjectiveTerms:
+        model = self.model
+        if self.phase == "vae":
+            out = model.vae(self.x[rows], y_batch, self.num_data)
+            y_batch = model.vae.prepare_observations(y_batch)
+            reconstruction = model.vae.likelihood.total_log_prob(out.output, y_batch)
+            kl = out.posterior.kl_divergence()
+            return ObjectiveTerms((-reconstruction + kl.to(reconstruction)) / len(rows))
+        anchor, gradient = self.anchor
+        loss = -model.gp.log_marginal_likelihood(anchor, model.to_gp(self.x)) / self.num_data
+        if self.phase == "joint":
+            z, terms = model.batch_terms(y_batch)
+            taylor = (gradient[:, rows] * z).sum()
+            loss = loss - (terms + taylor.to(terms)) / len(rows)
+        return ObjectiveTerms(loss)
+
+
 def fit_gppvae(
     model: GPPVAE,
     x: Tensor,
@@ -116,74 +174,15 @@ def fit_gppvae(
     lr: float = 1e-3,
     gp_lr: float = 1e-2,
     batch_size: int = 256,
-    max_grad_norm: float | None = None,
-    on_nonfinite: str = "raise",
-    **loop_options,
+    **fit_options,
 ) -> list[float]:
-    r"""The GPPVAE regime: ``vae_epochs`` of a plain VAE (:math:`\mathcal N(\mathbf 0,\mathbf I)` prior), then
-    ``gp_epochs`` training only the GP parameters (kernel, GP-LVM vectors, noise; lr ``gp_lr``) on the encodings,
-    then ``joint_epochs`` training everything with the Taylor trick. Minibatches in the order of ``x``/``y`` (sort by
-    object and angle so that they hold whole objects). Checkpoints after every epoch; returns the mean loss per
-    epoch (minus the objective, per image). ``loop_options`` go to :func:`~gpytorch_vae.training.run_epochs`."""
-    num_data = len(x)
-    networks = [p for name, p in model.vae.named_parameters() if p.requires_grad]
-    net_optimizer = adam(networks, lr=lr)
-    gp_optimizer = adam([p for p in model.gp.parameters() if p.requires_grad], lr=gp_lr)
-    state = {"epoch": 0, "phase": "vae", "anchor": None}
+    r"""Train a :class:`GPPVAE` in its regime (:class:`GPPVAEObjective`) with Adam: the networks at ``lr``, the GP
+    parameters at ``gp_lr`` (one Adam with two parameter groups: per parameter the same updates as two). Returns the
+    mean loss per epoch of this call; ``fit_options`` go to :func:`~gpytorch_vae.training.fit` (``checkpoint``,
+    ``resume``, ``progress``, ``callbacks``, ...)."""
+    from ..training.fit import fit
 
-    def batches():  # called once at the start of each epoch
-        epoch = state["epoch"]
-        state["phase"] = "vae" if epoch < vae_epochs else "gp" if epoch < vae_epochs + gp_epochs else "joint"
-        if state["phase"] != "vae":
-            state["anchor"] = model.taylor_anchor(x, y)
-        state["epoch"] += 1
-        offsets = range(0, num_data, batch_size)
-        return ((torch.arange(i, min(i + batch_size, num_data)), y[i : i + batch_size]) for i in offsets)
-
-    def step(rows: Tensor, y_batch: Tensor) -> dict[str, float]:
-        current = state["phase"]
-        if current == "vae":
-            loss = -model.vae.elbo_terms(x[rows], y_batch, num_data)["elbo"] / len(rows)
-            optimizers = [net_optimizer]
-        else:
-            anchor, gradient = state["anchor"]
-            loss = -model.gp.log_marginal_likelihood(anchor, model.to_gp(x)) / num_data
-            optimizers = [gp_optimizer]
-            if current == "joint":
-                z, terms = model.batch_terms(y_batch)
-                taylor = (gradient[:, rows] * z).sum()
-                loss = loss - (terms + taylor.to(terms)) / len(rows)
-                optimizers.append(net_optimizer)
-        joint = _Joint(optimizers)
-        if not guarded_step(loss, joint, max_grad_norm, on_nonfinite):
-            return None
-        return {"loss": loss.item()}
-
-    def checkpoint_state() -> dict:
-        return {"model": model.state_dict(), "optimizer": net_optimizer.state_dict(), "gp_optimizer":
-                gp_optimizer.state_dict()}  # fmt: skip
-
-    def load_state(saved: dict) -> None:
-        model.load_state_dict(saved["model"])
-        net_optimizer.load_state_dict(saved["optimizer"])
-        gp_optimizer.load_state_dict(saved["gp_optimizer"])
-        state["epoch"] = saved["epoch"]
-
+    objective = GPPVAEObjective(model, x, y, vae_epochs, gp_epochs, batch_size)
     total = vae_epochs + gp_epochs + joint_epochs
-    return run_epochs(step, batches, total, checkpoint_state, load_state, **loop_options)
-
-
-class _Joint:
-    """Several optimisers stepped as one (for :func:`~gpytorch_vae.training.guarded_step`)."""
-
-    def __init__(self, optimizers):
-        self.optimizers = optimizers
-        self.param_groups = [group for optimizer in optimizers for group in optimizer.param_groups]
-
-    def zero_grad(self) -> None:
-        for optimizer in self.optimizers:
-            optimizer.zero_grad()
-
-    def step(self) -> None:
-        for optimizer in self.optimizers:
-            optimizer.step()
+    return fit(objective, objective.batches, epochs=total, optimizer=objective.optimizer(lr, gp_lr),
+               **fit_options).losses  # fmt: skip

@@ -1,6 +1,7 @@
 """Data sets (torchvision-style, no torchvision needed): rotated MNIST, moving ball, synthetic GP data, and the MNIST
 IDX reader. Files are found through a ``data_dir`` argument or ``$GPYTORCH_VAE_DATA``."""
 
+from .batches import RowBatches
 from .mnist import DATA_ENV, load_mnist, read_idx
 from .moving_ball import (
     MovingBallBatch,
@@ -32,6 +33,7 @@ __all__ = [
     "MovingBallGenerator",
     "MovingBallStream",
     "RotatedMNIST",
+    "RowBatches",
     "SpriteFrames",
     "SpritesSplits",
     "SyntheticGPData",

@@ -23,6 +23,8 @@ class SparseLatentGP(ApproximateGP):
     :param mean_module: the prior mean (default: zero, with the kernel's batch shape).
     :param learn_inducing_locations: whether :math:`\mathbf U` is learned.
     :param jitter_val: jitter added to :math:`\mathbf K_{mm}`.
+    :param statistics_reducer: combines the ranks' statistics in data-parallel training (see
+        :class:`~gpytorch_vae.variational.AmortizedHybridVariationalStrategy`).
     """
 
     def __init__(
@@ -32,9 +34,14 @@ class SparseLatentGP(ApproximateGP):
         mean_module: Mean | None = None,
         learn_inducing_locations: bool = True,
         jitter_val: float | None = None,
+        statistics_reducer=None,
     ):
         strategy = AmortizedHybridVariationalStrategy(
-            self, inducing_points, learn_inducing_locations=learn_inducing_locations, jitter_val=jitter_val
+            self,
+            inducing_points,
+            learn_inducing_locations=learn_inducing_locations,
+            jitter_val=jitter_val,
+            statistics_reducer=statistics_reducer,
         )
         super().__init__(strategy)
         self.covar_module = covar_module

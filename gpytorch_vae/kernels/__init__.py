@@ -2,10 +2,17 @@
 
 from .delta_kernel import DeltaKernel
 from .normalized_kernel import NormalizedKernel
-from .view_object_kernel import ObjectViewInputs, ViewObjectKernel, fixed_periodic_kernel, view_object_kernel
+from .view_object_kernel import (
+    LatentLookup,
+    ObjectViewInputs,
+    ViewObjectKernel,
+    fixed_periodic_kernel,
+    view_object_kernel,
+)
 
 __all__ = [
     "DeltaKernel",
+    "LatentLookup",
     "NormalizedKernel",
     "ObjectViewInputs",
     "ViewObjectKernel",

@@ -60,6 +60,28 @@ def view_object_kernel(
     return ProductKernel(view, linear)
 
 
+class LatentLookup(torch.nn.Module):
+    r"""The GP-LVM vector of each row's id: ``x[:, column]`` (an integer id) -> :math:`\mathbf w_{\mathrm{id}}`, one
+    learned vector per id held by GPyTorch's :class:`~gpytorch.models.gplvm.PointLatentVariable` (e.g. SPRITES' pose
+    vectors).
+
+    :param vectors: initial vectors ``(num_ids, dim)``.
+    :param column: the column of ``x`` holding the id.
+    """
+
+    def __init__(self, vectors: Tensor, column: int = 0):
+        super().__init__()
+        vectors = torch.as_tensor(vectors)
+        self.latent = PointLatentVariable(*vectors.shape, torch.nn.Parameter(vectors.clone()))
+        self.column = int(column)
+
+    def forward(self, x: Tensor) -> Tensor:
+        ids = x[..., self.column].long()
+        if bool((ids < 0).any() or (ids >= self.latent.n).any()):
+            raise IndexError(f"ids must lie in [0, {self.latent.n}), got {ids.min().item()}..{ids.max().item()}")
+        return self.latent()[ids]
+
+
 class ObjectViewInputs(torch.nn.Module):
     r"""Maps auxiliary rows ``[object_id, angle, ...]`` to GP inputs :math:`(\theta, \mathbf w_{\mathrm{id}})`, with
     one learned GP-LVM vector per object held by GPyTorch's

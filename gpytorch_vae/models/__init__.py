@@ -4,9 +4,18 @@ naming their new home.)"""
 import importlib
 import warnings
 
-from .gp_vae import GPVAE
+from .gp_vae import GPVAE, GPVAEOutput, hyperparameter_log_prior, named_hyperparameter_priors, register_module
+from .inputs import ObservationInputs, PosteriorWithInputs
 
-__all__ = ["GPVAE"]
+__all__ = [
+    "GPVAE",
+    "GPVAEOutput",
+    "ObservationInputs",
+    "PosteriorWithInputs",
+    "hyperparameter_log_prior",
+    "named_hyperparameter_priors",
+    "register_module",
+]
 
 _MOVED = {
     "ConvDecoder": "gpytorch_vae.nn",

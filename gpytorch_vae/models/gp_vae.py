@@ -1,69 +1,105 @@
-"""The GP-VAE as a Pyro model/guide pair, with a direct path to the same ELBO."""
+"""The GP-VAE: encoder, latent prior, decoder and likelihood; one pass that every objective uses, and Pyro's
+model/guide as a thin adapter over it."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
+import gpytorch
 import pyro
-import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
+from pyro.params import param_with_module_name
 from torch import Tensor
 
-from ..priors.base import LatentPosterior, LatentPrior
-
-LIKELIHOODS = ("bernoulli", "gaussian")
-
-
-@contextlib.contextmanager
-def frozen_parameters_allowed():
-    """Silence Pyro's warning that a parameter with ``requires_grad=False`` (e.g. a fixed kernel lengthscale) was
-    not registered in the param store: here that is intended (it stays fixed), and Pyro's advice (``train(False)``)
-    would change the modules' behaviour."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*not registered in the param store because requires_grad=False")
-        yield
+from ..likelihoods import ObservationLikelihood, likelihood_from_name
+from ..priors.base import LatentPosterior, LatentPrior, PosteriorSite, flat_latent_site
+from ..settings import validate_values
+from ..variational.noise import StandardNormalNoise
+from .inputs import ObservationInputs, PosteriorWithInputs
 
 
 def register_module(name: str, module: torch.nn.Module) -> None:
-    """:func:`pyro.module`, with frozen parameters left out of the param store quietly
-    (:func:`frozen_parameters_allowed`)."""
-    with frozen_parameters_allowed():
-        pyro.module(name, module)
+    """Make Pyro's global param store hold ``module``'s own trainable parameters under ``name$$$<parameter>``
+    (what :class:`~pyro.infer.SVI` optimises). Unlike :func:`pyro.module`, an entry of the same name that holds
+    another tensor (a model built earlier in the process) is replaced, so a second model trains instead of silently
+    sharing the first one's parameters; frozen parameters (``requires_grad=False``, e.g. a fixed lengthscale) stay
+    out, without a warning."""
+    store = pyro.get_param_store()
+    for param_name, param in module.named_parameters():
+        if not param.requires_grad:
+            continue
+        full_name = param_with_module_name(name, param_name)
+        if full_name in store and store[full_name] is not param:
+            del store[full_name]
+        pyro.param(full_name, param)
 
 
-class GPVAE(PyroModule):
+def named_hyperparameter_priors(module: torch.nn.Module, prefix: str = ""):
+    """``(name, module, prior, closure)`` of every GPyTorch prior registered in ``module``'s GPyTorch submodules
+    (kernels, means, likelihoods, ...), as :meth:`gpytorch.Module.named_priors` gives them, each once."""
+    for child_name, child in module.named_children():
+        name = f"{prefix}.{child_name}" if prefix else child_name
+        if isinstance(child, gpytorch.Module):
+            for prior_name, parent, prior, closure, _ in child.named_priors():
+                yield f"{name}.{prior_name}", parent, prior, closure
+        else:
+            yield from named_hyperparameter_priors(child, name)
+
+
+def hyperparameter_log_prior(module: torch.nn.Module) -> Tensor | None:
+    r""":math:`\sum\log p(\theta)` over the GPyTorch priors registered in ``module`` (``None`` when there is none),
+    the term GPyTorch's marginal log likelihoods add."""
+    terms = [prior.log_prob(closure(parent)).sum() for _, parent, prior, closure in named_hyperparameter_priors(module)]
+    return torch.stack([t.to(terms[0].dtype) for t in terms]).sum() if terms else None
+
+
+@dataclass
+class GPVAEOutput:
+    """One pass of a :class:`GPVAE` over a batch: the latent ``posterior`` of the batch, a reparameterised draw ``z``
+    ``(*batch, L, b)`` and the decoder's ``output`` for it ``(*batch, b, *obs)`` (e.g. logits or means)."""
+
+    posterior: LatentPosterior
+    z: Tensor
+    output: Tensor
+    observation_dims: int
+
+
+class GPVAE(torch.nn.Module):
     r"""A VAE whose latent codes have a GP prior over auxiliary inputs (Pearce 2020; Jazbec et al. 2021).
 
-    Guide: the encoder maps each observation :math:`\mathbf y_i` to :math:`\tilde q(\mathbf z_i\mid\mathbf y_i) =
+    The encoder maps each observation :math:`\mathbf y_i` to :math:`\tilde q(\mathbf z_i\mid\mathbf y_i) =
     \mathcal N(\tilde{\mathbf y}_i, \mathrm{diag}(\tilde{\boldsymbol\sigma}_i^2))`, the *latent dataset*; the
-    ``latent_prior`` turns it into the posterior over latent codes and samples :math:`\mathbf z`. Model: the
-    ``latent_prior`` samples :math:`\mathbf z` from the prior, the decoder gives the likelihood of
-    :math:`\mathbf y`. With :class:`~pyro.infer.TraceMeanField_ELBO` the SVI loss is minus
-    :math:`\sum_{i\in b}\mathbb E_q[\log p(\mathbf y_i\mid\mathbf z_i)] - \mathrm{KL}`, which equals Eq. 10 of the
-    SVGP-VAE paper in expectation (:class:`~gpytorch_vae.priors.SparseLatentPrior`) and Eq. 2 exactly
-    (:class:`~gpytorch_vae.priors.ExactLatentPrior`); the derivation is in ``docs/objective.md``.
-    :meth:`elbo_terms` computes the same ELBO without Pyro's tracing (the same random draws, the analytic KL).
+    ``latent_prior`` turns it into the posterior over the latent codes (:meth:`posterior`), from which a code is
+    drawn and decoded (:meth:`forward`); the ``likelihood`` scores the observations. The objectives
+    (:class:`~gpytorch_vae.objectives.ELBO`, :class:`~gpytorch_vae.objectives.GECOObjective`) use :meth:`forward`;
+    :meth:`model` and :meth:`guide` give the same ELBO to Pyro's :class:`~pyro.infer.SVI` (derivation:
+    ``docs/objective.md``).
 
-    **Dtypes.** The networks run in their own dtype (e.g. float32); the GP parts in ``gp_dtype`` (e.g. float64).
-    The boundary is here and nowhere else: :meth:`latent_dataset` casts the encoder's outputs to ``gp_dtype``, and
-    :meth:`decode` casts latent codes to the decoder's dtype.
+    **Dtypes.** The networks run in their own dtype (e.g. float32), the GP parts in the latent prior's
+    (``gp_dtype``, e.g. float64: the prior is converted at construction). Observations are cast to the encoder's
+    dtype when they come in; latent codes to the decoder's dtype in :meth:`decode`; the prior casts the latent
+    dataset to its own dtype in its ``condition``.
 
     :param encoder: module mapping ``y`` ``(*batch, b, *obs)`` to ``(mean, log_var)``, each ``(*batch, b, L)``.
-    :param decoder: module mapping ``z`` ``(*batch, b, L)`` to the likelihood's parameter ``(*batch, b, *obs)``:
-        logits (Bernoulli) or means (Gaussian).
+    :param decoder: module mapping ``z`` ``(*batch, b, L)`` to the likelihood's parameter ``(*batch, b, *obs)``.
     :param latent_prior: a :class:`~gpytorch_vae.priors.LatentPrior`.
     :param latent_dim: :math:`L`.
-    :param likelihood: ``"bernoulli"`` or ``"gaussian"``.
-    :param observation_scale: :math:`\sigma_y` of the Gaussian likelihood.
-    :param observation_dims: number of trailing dimensions of one observation (1 for vectors, 2 or 3 for images).
+    :param likelihood: an :class:`~gpytorch_vae.likelihoods.ObservationLikelihood` (e.g.
+        :class:`~gpytorch_vae.likelihoods.BernoulliLikelihood`, :class:`~gpytorch_vae.likelihoods.GaussianLikelihood`
+        with a learned noise). The strings ``"bernoulli"`` and ``"gaussian"`` (with ``observation_scale``) of version
+        0.2 still work, with a :class:`DeprecationWarning`.
+    :param observation_dims: number of trailing dimensions of one observation (1 for vectors, 2 or 3 for images);
+        default: inferred from the encoder's output (``y.dim()`` minus the batch dimensions of the means).
     :param min_variance, max_variance: clipping range of the encoder variances (they act as GP noise).
-    :param gp_dtype: dtype of the GP computations (e.g. ``torch.float64``); default: the encoder's.
+    :param gp_dtype: dtype of the GP computations (e.g. ``torch.float64``); the latent prior is converted to it.
+        Default: the prior's own (the encoder's for a prior without parameters).
     :param condition: for conditional networks (CVAE): maps the auxiliary data ``x`` ``(*batch, b, D)`` to features
         ``(*batch, b, c)`` passed as second argument to the encoder and the decoder.
+    :param inputs: an :class:`~gpytorch_vae.models.ObservationInputs` that computes the latent prior's inputs from
+        the auxiliary data *and* the observations (e.g. a representation network, SPRITES); default: ``x`` itself.
     """
 
     def __init__(
@@ -72,33 +108,52 @@ class GPVAE(PyroModule):
         decoder: torch.nn.Module,
         latent_prior: LatentPrior,
         latent_dim: int,
-        likelihood: str = "bernoulli",
-        observation_scale: float = 1.0,
-        observation_dims: int = 1,
+        likelihood: ObservationLikelihood | str = "bernoulli",
+        observation_scale: float | None = None,
+        observation_dims: int | None = None,
         min_variance: float = 1e-3,
         max_variance: float = 10.0,
         gp_dtype: torch.dtype | None = None,
         condition: Callable[[Tensor], Tensor] | None = None,
+        inputs: ObservationInputs | None = None,
     ):
         super().__init__()
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        if isinstance(likelihood, str):
+            warnings.warn(
+                f"GPVAE(likelihood={likelihood!r}) is deprecated: pass a likelihood object, e.g. "
+                "gpytorch_vae.likelihoods.BernoulliLikelihood() or GaussianLikelihood(noise=sigma**2)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            likelihood = likelihood_from_name(likelihood, 1.0 if observation_scale is None else observation_scale)
+        elif observation_scale is not None:
+            raise ValueError("observation_scale belongs to the string likelihoods: use GaussianLikelihood(noise=...)")
+        if not isinstance(likelihood, ObservationLikelihood):
+            raise TypeError(f"likelihood must be an ObservationLikelihood, got {type(likelihood).__name__}")
+        if not isinstance(latent_prior, LatentPrior):
+            raise TypeError(f"latent_prior must be a LatentPrior, got {type(latent_prior).__name__}")
         if not 0 < min_variance < max_variance:
             raise ValueError(f"need 0 < min_variance < max_variance, got {min_variance} and {max_variance}")
-        if int(latent_dim) < 1 or int(observation_dims) < 1:
+        if int(latent_dim) < 1 or (observation_dims is not None and int(observation_dims) < 1):
             raise ValueError(f"latent_dim and observation_dims must be positive, got {latent_dim}, {observation_dims}")
         self.encoder = encoder
         self.decoder = decoder
-        self.latent_prior = latent_prior
-        self.latent_dim = int(latent_dim)
+        self.latent_prior = latent_prior if gp_dtype is None else latent_prior.to(gp_dtype)
         self.likelihood = likelihood
-        self.observation_scale = float(observation_scale)
-        self.observation_dims = int(observation_dims)
+        self.inputs = inputs
+        self.latent_dim = int(latent_dim)
+        self.observation_dims = None if observation_dims is None else int(observation_dims)
         self.min_variance = float(min_variance)
         self.max_variance = float(max_variance)
-        self.gp_dtype = gp_dtype
+        self._gp_dtype = gp_dtype
         self.condition_features = condition
 
+    @property
+    def gp_dtype(self) -> torch.dtype | None:
+        """The dtype of the GP computations: the one given at construction, else the latent prior's."""
+        return self._gp_dtype or self.latent_prior.dtype
+
+    # ------------------------------------------------------------------ building blocks
     def _network_args(self, x: Tensor | None) -> tuple:
         if self.condition_features is None:
             return ()
@@ -106,26 +161,162 @@ class GPVAE(PyroModule):
             raise ValueError("conditional networks need the auxiliary data x")
         return (self.condition_features(x),)
 
-    def _check_observations(self, y: Tensor) -> None:
-        if y.dim() < self.observation_dims + 1:
-            raise ValueError(
-                f"y must have shape (*batch, b, *obs) with {self.observation_dims} observation dims, got "
-                f"{tuple(y.shape)}"
-            )
+    def _network_dtype(self, module: torch.nn.Module) -> torch.dtype | None:
+        return next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
 
-    # ------------------------------------------------------------------ building blocks
+    def prepare_observations(self, y: Tensor) -> Tensor:
+        """The observations as the encoder takes them: a floating tensor in the encoder's dtype (the one cast of the
+        observations); integer data (e.g. uint8 images) is refused, as its scale is the caller's to choose."""
+        if not isinstance(y, Tensor):
+            raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
+        if not y.is_floating_point():
+            raise TypeError(
+                f"y has dtype {y.dtype}: convert the observations to floating point at the scale the likelihood "
+                f"expects (e.g. uint8 images / 255.0 for a Bernoulli or Gaussian likelihood)"
+            )
+        if y.dim() < 2:
+            raise ValueError(
+                f"y must have shape (*batch, b, *obs) with at least one observation dim, got {tuple(y.shape)}"
+            )
+        if validate_values.applies_to(y) and not bool(torch.isfinite(y).all()):
+            raise ValueError(f"the observations y {tuple(y.shape)} hold NaN or inf values")
+        dtype = self._network_dtype(self.encoder)
+        return y if dtype is None else y.to(dtype)
+
+    def _encode(self, y: Tensor, x: Tensor | None) -> tuple[Tensor, Tensor]:
+        try:
+            mean, log_var = self.encoder(y, *self._network_args(x))
+        except RuntimeError as error:
+            raise RuntimeError(
+                f"the encoder failed on observations of shape {tuple(y.shape)} ({error}): check that they have the "
+                f"shape (*batch, b, *obs) the encoder was built for"
+            ) from error
+        if mean.size(-1) != self.latent_dim or mean.shape != log_var.shape:
+            raise ValueError(
+                f"the encoder gave means {tuple(mean.shape)} and log-variances {tuple(log_var.shape)}; expected both "
+                f"(*batch, b, L) with L = latent_dim = {self.latent_dim}"
+            )
+        self._check_observation_dims(y, mean)
+        return mean, log_var
+
+    def _check_observation_dims(self, y: Tensor, mean: Tensor) -> None:
+        inferred = y.dim() - (mean.dim() - 1)
+        if inferred < 1 or y.shape[: mean.dim() - 1] != mean.shape[:-1]:
+            raise ValueError(f"the encoder's means {tuple(mean.shape)} do not match observations {tuple(y.shape)} "
+                             f"(*batch, b, *obs)")  # fmt: skip
+        if self.observation_dims is not None and inferred != self.observation_dims:
+            raise ValueError(
+                f"observations {tuple(y.shape)} with means {tuple(mean.shape)} have {inferred} observation dims, but "
+                f"observation_dims is {self.observation_dims}"
+            )
+        self._inferred_observation_dims = inferred
+
+    def event_dims(self, y: Tensor | None = None) -> int:
+        """The number of trailing dimensions of one observation (given, or inferred when the encoder last ran)."""
+        dims = self.observation_dims or getattr(self, "_inferred_observation_dims", None)
+        if dims is None:
+            raise ValueError("the number of observation dims is not known yet: pass observation_dims to GPVAE")
+        return dims
+
     def latent_dataset(self, y: Tensor, x: Tensor | None = None) -> tuple[Tensor, Tensor]:
         r"""Encoder means :math:`\tilde{\mathbf y}` and clipped variances :math:`\tilde{\boldsymbol\sigma}^2`,
         each ``(*batch, L, b)`` in the GP dtype (``x`` is used by conditional networks only)."""
-        self._check_observations(y)
-        mean, log_var = self.encoder(y, *self._network_args(x))
-        if mean.size(-1) != self.latent_dim:
-            raise ValueError(f"the encoder gave {mean.size(-1)} latent channels, latent_dim is {self.latent_dim}")
+        mean, log_var = self._encode(self.prepare_observations(y), x)
         # clip in log space: exp() of a large log-variance overflows, and clamp's zero gradient times inf is NaN
         var = log_var.clamp(math.log(self.min_variance), math.log(self.max_variance)).exp()
         dtype = self.gp_dtype or mean.dtype
         return mean.mT.to(dtype), var.mT.to(dtype)
 
+    def prior_inputs(self, x: Tensor, y: Tensor) -> Tensor:
+        """The latent prior's inputs of a batch: ``inputs(x, y)`` with an
+        :class:`~gpytorch_vae.models.ObservationInputs`, else ``x``."""
+        return x if self.inputs is None else self.inputs(x, self.prepare_observations(y))
+
+    def posterior(self, x: Tensor, y: Tensor, num_data: int | None) -> LatentPosterior:
+        """The latent posterior of a batch ``(x, y)`` of a data set of ``num_data`` points (``None``: the batch is
+        the whole data set): encoder, latent dataset, ``latent_prior.condition``."""
+        mean, var = self.latent_dataset(y, x)
+        return self.latent_prior.condition(self.prior_inputs(x, y), mean, var, num_data)
+
+    def decode(self, z: Tensor, dtype: torch.dtype | None = None, x: Tensor | None = None) -> Tensor:
+        """Decoder output for latent codes ``z`` ``(*batch, L, b)``: logits or means ``(*batch, b, *obs)``; ``z`` is
+        cast to the decoder's dtype (``dtype`` is accepted for compatibility and ignored when the decoder has
+        parameters)."""
+        network_dtype = self._network_dtype(self.decoder) or dtype or z.dtype
+        return self.decoder(z.mT.to(network_dtype), *self._network_args(x))
+
+    def forward(
+        self, x: Tensor, y: Tensor, num_data: int | None, noise: StandardNormalNoise | None = None
+    ) -> GPVAEOutput:
+        """One pass over a batch: :meth:`posterior`, a reparameterised draw of the latent codes (per-point noise from
+        ``noise``, default torch's generator), :meth:`decode`."""
+        posterior = self.posterior(x, y, num_data)
+        z = posterior.rsample(noise=noise)
+        return GPVAEOutput(posterior, z, self.decode(z, x=x), self.event_dims())
+
+    # ------------------------------------------------------------------ GPyTorch priors on hyperparameters
+    def hyperparameter_log_prior(self) -> Tensor | None:
+        """:func:`hyperparameter_log_prior` of this model (kernel, likelihood, ...; ``None`` without priors)."""
+        return hyperparameter_log_prior(self)
+
+    # ------------------------------------------------------------------ Pyro model and guide
+    def _register(self) -> None:
+        for name, child in self.named_children():
+            register_module(name, child)
+
+    def guide(self, x: Tensor, y: Tensor, num_data: int | None = None) -> Tensor:
+        r"""``z ~ q(z | x, y)``: site ``z`` draws from :meth:`posterior` and carries the ELBO's KL part
+        (:class:`~gpytorch_vae.priors.PosteriorSite`)."""
+        self._register()
+        return pyro.sample("z", PosteriorSite(self.posterior(x, y, num_data)))
+
+    def model(self, x: Tensor, y: Tensor, num_data: int | None = None) -> Tensor:
+        r"""Site ``z`` (flat: the prior is in the guide's KL term), site ``y ~ p(y | z)`` (observed, in a
+        :func:`pyro.plate` over the points and the batch dims) and, with GPyTorch priors on hyperparameters, the
+        factor ``hyperparameter_priors`` weighted like the KL (:math:`b/N`)."""
+        self._register()
+        y = self.prepare_observations(y)
+        event_dims = self.event_dims(y)
+        data_shape = y.shape[: y.dim() - event_dims]
+        latent_shape = torch.Size([*data_shape[:-1], self.latent_dim, data_shape[-1]])
+        z = pyro.sample("z", flat_latent_site(latent_shape))
+        # under vectorised particles a global site's batch ends in one singleton per data plate: drop them, so that
+        # the points come from z's event and the particle dim lines up with the plates of y
+        lead = z.shape[: z.dim() - len(latent_shape)]
+        if len(lead) >= len(data_shape) and all(size == 1 for size in lead[len(lead) - len(data_shape) :]):
+            z = z.reshape(*lead[: len(lead) - len(data_shape)], *latent_shape)
+        output = self.decode(z, x=x)
+        with _data_plates(data_shape):
+            y = pyro.sample("y", self.likelihood.pyro_distribution(output, event_dims), obs=y)
+        log_prior = self.hyperparameter_log_prior()
+        if log_prior is not None:
+            pyro.factor("hyperparameter_priors", prior_weight(data_shape[-1], num_data) * log_prior)
+        return y
+
+    # ------------------------------------------------------------------ version 0.2's direct ELBO (deprecated)
+    def elbo_terms(
+        self, x: Tensor, y: Tensor, num_data: int | None = None, reconstruction: bool = True
+    ) -> dict[str, Tensor]:
+        """Deprecated: :class:`gpytorch_vae.objectives.ELBO` gives the same terms as a typed result. Returns
+        ``reconstruction``, ``kl``, ``elbo``, ``z``, ``decoded`` and ``kl_shared`` as a dict."""
+        warnings.warn("GPVAE.elbo_terms is deprecated: use gpytorch_vae.objectives.ELBO(vae, num_data)(x, y)",
+                      DeprecationWarning, stacklevel=2)  # fmt: skip
+        from ..objectives.elbo import ELBO
+
+        terms = ELBO(self, num_data)(x, y)
+        out = {"kl": terms.kl, "z": terms.z, "decoded": terms.decoded, "kl_shared": terms.kl_shared}
+        if reconstruction:
+            out.update(reconstruction=terms.reconstruction, elbo=-terms.loss)
+        return out
+
+    def likelihood_from_output(self, out: Tensor, event_dims: int):
+        """Deprecated: ``likelihood.pyro_distribution(out, event_dims)``."""
+        warnings.warn(
+            "GPVAE.likelihood_from_output is deprecated: use vae.likelihood", DeprecationWarning, stacklevel=2
+        )
+        return self.likelihood.pyro_distribution(out, event_dims)
+
+    # ------------------------------------------------------------------ inference at test time
     @torch.no_grad()
     def encode_all(self, y: Tensor, x: Tensor | None = None, batch_size: int = 256) -> tuple[Tensor, Tensor]:
         """:meth:`latent_dataset` of a whole data set ``(N, *obs)``, encoded ``batch_size`` rows at a time (no
@@ -134,102 +325,50 @@ class GPVAE(PyroModule):
         parts = [self.latent_dataset(y_b, x_b) for y_b, x_b in zip(y.split(batch_size), xs)]
         return tuple(torch.cat(p, dim=-1) for p in zip(*parts))
 
-    def decode(self, z: Tensor, dtype: torch.dtype | None = None, x: Tensor | None = None) -> Tensor:
-        """Decoder output for latent codes ``z`` ``(*batch, L, b)``: logits or means ``(*batch, b, *obs)``. ``z`` is
-        cast to ``dtype`` (default: that of the decoder's first parameter)."""
-        if dtype is None:
-            dtype = next(self.decoder.parameters(), z).dtype
-        return self.decoder(z.mT.to(dtype), *self._network_args(x))
-
-    def likelihood_from_output(self, out: Tensor, event_dims: int) -> dist.TorchDistribution:
-        """The likelihood given the decoder output (logits or means), an event over the trailing ``event_dims``."""
-        if self.likelihood == "bernoulli":
-            base = dist.Bernoulli(logits=out)
-        else:
-            base = dist.Normal(out, self.observation_scale)
-        return base.to_event(event_dims)
-
-    def observation_distribution(self, z: Tensor, y: Tensor, x: Tensor | None = None) -> dist.TorchDistribution:
-        """:math:`p(\\mathbf y\\mid\\mathbf z)` for the whole batch ``y``, one event (leading sample dims of ``z``
-        stay batch dims)."""
-        return self.likelihood_from_output(self.decode(z, y.dtype, x), y.dim())
-
-    def _latent_shape(self, y: Tensor) -> torch.Size:
-        data_shape = y.shape[: y.dim() - self.observation_dims]  # (*batch, b)
-        return torch.Size([*data_shape[:-1], self.latent_dim, data_shape[-1]])
-
-    # ------------------------------------------------------------------ Pyro model and guide
-    def model(self, x: Tensor, y: Tensor, num_data: int | None = None) -> Tensor:
-        r"""``z ~ prior`` (sites of the latent prior), ``y ~ p(y | z)`` (site ``y``, observed)."""
-        register_module("decoder", self.decoder)
-        register_module("latent_prior", self.latent_prior)
-        z = self.latent_prior.model(x, self._latent_shape(y), num_data)
-        return pyro.sample("y", self.observation_distribution(z, y, x), obs=y)
-
-    def guide(self, x: Tensor, y: Tensor, num_data: int | None = None) -> Tensor:
-        r"""``z ~ q(z | x, y)``: encoder -> latent dataset -> latent prior's posterior."""
-        register_module("encoder", self.encoder)
-        register_module("latent_prior", self.latent_prior)
-        mean, var = self.latent_dataset(y, x)
-        return self.latent_prior.guide(x, mean, var, num_data)
-
-    # ------------------------------------------------------------------ the ELBO without Pyro's tracing
-    def elbo_terms(
-        self, x: Tensor, y: Tensor, num_data: int | None = None, reconstruction: bool = True
-    ) -> dict[str, Tensor]:
-        r"""The objective's parts for one batch, computed directly: encoder, latent dataset, the prior's posterior
-        (:meth:`~gpytorch_vae.priors.LatentPrior.condition`), one reparameterised sample drawn exactly as the guide
-        draws it, decoder. The SVI loss of :class:`~pyro.infer.TraceMeanField_ELBO` on :meth:`model` /
-        :meth:`guide` equals ``-elbo`` at the same random state (tested to float tolerance).
-
-        * ``reconstruction``: :math:`\log p(\mathbf y\mid\mathbf z)` at one posterior sample, an unbiased estimate
-          of :math:`\sum_i\mathbb E_q[\log p(\mathbf y_i\mid\mathbf z_i)]`;
-        * ``kl``: the analytic KL part (for the sparse prior :math:`\frac bN\sum_l\mathrm{KL}(q_S^l(\mathbf u)\,\|\,
-          p^l(\mathbf u))`);
-        * ``elbo`` = reconstruction - kl (its expectation is Eq. 10 / Eq. 2), ``z`` (the sample) and ``decoded`` (the
-          likelihood's mean, e.g. for a GECO reconstruction constraint).
-
-        With ``reconstruction=False`` the likelihood is not evaluated (no ``reconstruction`` and ``elbo``): what GECO
-        needs, ``kl`` and ``decoded``, for less work. ``kl_shared`` says whether ``kl`` belongs to the union batch of
-        several ranks (the sparse prior with a statistics reducer) rather than to this batch.
-        """
-        mean, var = self.latent_dataset(y, x)
-        posterior = self.latent_prior.condition(x, mean, var, num_data)
-        z = posterior.rsample()
-        out = self.decode(z, y.dtype, x)
-        kl = posterior.kl_divergence()
-        terms = {"kl": kl, "z": z, "decoded": out.sigmoid() if self.likelihood == "bernoulli" else out,
-                 "kl_shared": getattr(posterior, "kl_shared", False)}  # fmt: skip
-        if reconstruction:
-            log_likelihood = self.likelihood_from_output(out, y.dim()).log_prob(y)
-            terms.update(reconstruction=log_likelihood, elbo=log_likelihood - kl.to(log_likelihood))
-        return terms
-
-    def forward(
-        self, x: Tensor, y: Tensor, num_data: int | None = None, reconstruction: bool = True
-    ) -> dict[str, Tensor]:
-        """:meth:`elbo_terms`: calling the model gives its ELBO's parts, so that
-        :class:`~torch.nn.parallel.DistributedDataParallel` can wrap it."""
-        with frozen_parameters_allowed():  # PyroModule.__call__ registers each submodule read inside with pyro.module
-            return self.elbo_terms(x, y, num_data, reconstruction)
-
-    # ------------------------------------------------------------------ inference at test time
     @torch.no_grad()
-    def condition(self, batches: Iterable[tuple[Tensor, Tensor]]) -> LatentPosterior:
+    def condition(self, batches: Iterable[tuple[Tensor, Tensor]],
+                  inputs_context: Iterable[tuple[Tensor, Tensor]] | None = None) -> LatentPosterior:  # fmt: skip
         r"""The latent posterior given context data, ``(x, y)`` batches (e.g. all training data at test time,
         :math:`b = N`): each batch is encoded, then the latent prior conditions on all of them
         (:meth:`~gpytorch_vae.priors.LatentPrior.condition_on_batches`; the sparse prior streams, in
         :math:`O(m^2)` memory). ``posterior.predict(x_new)`` gives the latent marginals at new inputs, which
-        :meth:`decode` turns into observations."""
-        return self.latent_prior.condition_on_batches((x, *self.latent_dataset(y, x)) for x, y in batches)
+        :meth:`decode` turns into observations. With :class:`~gpytorch_vae.models.ObservationInputs`, ``predict``
+        maps new auxiliary data through what ``inputs_context`` batches give (default: ``batches``, then read twice:
+        pass re-iterable batches, e.g. a list or a DataLoader), e.g. the context frames of new objects."""
+        if self.inputs is None:
+            return self.latent_prior.condition_on_batches((x, *self.latent_dataset(y, x)) for x, y in batches)
+        if inputs_context is None and iter(batches) is batches:  # a one-shot iterator: keep it for the second pass
+            batches = list(batches)
+        posterior = self.latent_prior.condition_on_batches(
+            (self.prior_inputs(x, y), *self.latent_dataset(y, x)) for x, y in batches
+        )
+        context = batches if inputs_context is None else inputs_context
+        inputs_of = self.inputs.condition((x, self.prepare_observations(y)) for x, y in context)
+        return PosteriorWithInputs(posterior, inputs_of)
 
     @torch.no_grad()
     def posterior_latent_mean(self, x: Tensor, y: Tensor) -> Tensor:
         """Posterior mean of the latent codes of a whole data set ``(x, y)`` in one batch, ``(*batch, b, L)``."""
-        mean, var = self.latent_dataset(y, x)
-        return self.latent_prior.condition(x, mean, var).mean.mT
+        return self.posterior(x, y, None).mean.mT
 
     def condition_on_data(self, batches: Iterable[tuple[Tensor, Tensor]]) -> LatentPosterior:
         """Deprecated alias of :meth:`condition` (which returns the posterior; nothing is stored)."""
         warnings.warn("GPVAE.condition_on_data is deprecated: use GPVAE.condition", DeprecationWarning, stacklevel=2)
         return self.condition(batches)
+
+
+def prior_weight(num_points: int, num_data: int | None) -> float:
+    r"""The weight :math:`b/N` of the batch's share of global terms (the sparse prior's KL, the hyperparameters'
+    log prior): 1 when the batch is the whole data set."""
+    return 1.0 if num_data is None else num_points / num_data
+
+
+def _data_plates(data_shape: torch.Size):
+    """Nested :func:`pyro.plate` s over the data dims ``(*batch, b)``: ``points`` (dim -1) and ``batch_k``."""
+    import contextlib
+
+    stack = contextlib.ExitStack()
+    for k, size in enumerate(reversed(data_shape)):
+        name = "points" if k == 0 else f"batch_{len(data_shape) - 1 - k}"
+        stack.enter_context(pyro.plate(name, size, dim=-1 - k))
+    return stack

@@ -4,7 +4,7 @@ from .compile import compile_networks, compiler_available
 from .conv import ConvDecoder, ConvEncoder
 from .init import INITIALISATIONS, keras_init_, truncated_normal_init_
 from .mlp import MLPDecoder, MLPEncoder
-from .representation import RepresentationNetwork, pretrain_representation
+from .representation import RepresentationInputs, RepresentationNetwork, pretrain_representation
 from .sprites import SpritesDecoder, SpritesEncoder, SpritesFrameNetwork
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "ConvEncoder",
     "MLPDecoder",
     "MLPEncoder",
+    "RepresentationInputs",
     "RepresentationNetwork",
     "SpritesDecoder",
     "SpritesEncoder",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Callable, Iterable
+
 import torch
 from torch import Tensor, nn
 
+from ..models.inputs import ObservationInputs
 from ..variational.group_layout import GroupLayout
 
 
@@ -73,3 +76,57 @@ def pretrain_representation(
         if progress and (step + 1) % 100 == 0:
             print(f"pre-training step {step + 1}/{steps}: loss {loss.item():.4f}", flush=True)
     return losses
+
+
+class RepresentationInputs(ObservationInputs):
+    r"""Latent-prior inputs with a part computed from the observations: ``[input_map(x), r(x, y)]``, where
+    :math:`r` is a :class:`RepresentationNetwork`'s vector of each point's group (the column ``group_column`` of
+    ``x``, e.g. a character id): in training, the mean over the group's observations in the batch (SVGP-VAE Sec. 4.3,
+    SPRITES); at test time (:meth:`condition`), the mean over the group's context observations, so that new points of
+    a group whose observations are unknown get its vector.
+
+    :param representation: the :class:`RepresentationNetwork`.
+    :param group_column: the column of ``x`` holding the group id.
+    :param input_map: the other inputs, a module of ``x`` (e.g. a GP-LVM look-up,
+        :class:`~gpytorch_vae.kernels.LatentLookup`); ``None``: the representation alone.
+    """
+
+    def __init__(self, representation: RepresentationNetwork, group_column: int = 0,
+                 input_map: nn.Module | None = None):  # fmt: skip
+        super().__init__()
+        self.representation, self.group_column, self.input_map = representation, int(group_column), input_map
+
+    def _with_map(self, x: Tensor, vectors: Tensor) -> Tensor:
+        if self.input_map is None:
+            return vectors
+        other = self.input_map(x)
+        return torch.cat([other, vectors.to(other)], dim=-1)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return self._with_map(x, self.representation(y, x[:, self.group_column]))
+
+    @torch.no_grad()
+    def condition(self, batches: Iterable[tuple[Tensor, Tensor]]) -> Callable[[Tensor], Tensor]:
+        ids, sums, counts = [], [], []
+        for x, y in batches:  # per batch: the sums of each group's features (groups may span batches)
+            layout = GroupLayout.create(x[:, self.group_column])
+            features = self.representation.frame_network(y)
+            ids.append(layout.group_ids)
+            sums.append(layout.pad_points(features, point_dim=0).sum(1))
+            counts.append(layout.mask.sum(-1))
+        groups, slot = torch.unique(torch.cat(ids), return_inverse=True)
+        total = torch.cat(sums).new_zeros(len(groups), sums[0].size(-1)).index_add_(0, slot, torch.cat(sums))
+        count = torch.zeros(len(groups), dtype=total.dtype, device=total.device).index_add_(
+            0, slot, torch.cat(counts).to(total)
+        )
+        vectors = total / count[:, None]
+
+        def inputs_of(x: Tensor) -> Tensor:
+            wanted = x[:, self.group_column].to(groups)
+            index = torch.searchsorted(groups, wanted.contiguous()).clamp(max=len(groups) - 1)
+            if not bool((groups[index] == wanted).all()):
+                missing = wanted[groups[index] != wanted][0].item()
+                raise ValueError(f"group {missing} has no context observations: its representation is unknown")
+            return self._with_map(x, vectors[index])
+
+        return inputs_of

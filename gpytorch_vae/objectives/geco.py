@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from ..priors.base import check_num_data
+from .base import Objective, ObjectiveTerms
+from .elbo import FROM_DATA, model_pass, weighted_log_prior
+from .loss_scaling import ScaledLossOptimizer
 
 _LN2 = math.log(2.0)
 
@@ -123,3 +129,99 @@ class GECO(torch.nn.Module):
         self._pending_ma = None
         log_lambda = self.log_lagrange_multiplier + self.constraint_ma
         self.log_lagrange_multiplier.copy_(log_lambda.clamp(self.log_lambda_min, self.log_lambda_max))
+
+
+@dataclass
+class GECOTerms(ObjectiveTerms):
+    r"""GECO on one batch. ``loss`` is :math:`(\mathrm{KL} - \frac bN\log p(\boldsymbol\theta) + \lambda\,C) / 2^e`
+    (on several ranks, this rank's share).
+
+    :ivar kl: the prior's KL part (of the union batch on several ranks).
+    :ivar mse: the batch's mean squared reconstruction error per entry (of the union batch).
+    :ivar target: :math:`\kappa^2`, what ``mse`` is constrained to.
+    :ivar log10_lambda: :math:`\log_{10}\lambda` used in this step.
+    :ivar loss_exponent: :math:`e`, the scale of ``loss``.
+    :ivar value: the unscaled objective :math:`\mathrm{KL} + \lambda C_{ma}` of the batch, for the record (it grows
+        with :math:`\lambda` by design).
+    :ivar decoded: the likelihood's mean of the observations at the draw.
+    """
+
+    kl: Tensor
+    mse: Tensor
+    target: float
+    log10_lambda: float
+    loss_exponent: int
+    value: float
+    decoded: Tensor
+
+    def logs(self) -> dict[str, float]:
+        return {"kl": self.kl.item(), "mse": self.mse.item(), "log10_lambda": self.log10_lambda, "loss": self.value}
+
+
+class GECOObjective(Objective):
+    r"""A GP-VAE trained with GECO (the SVGP-VAE and FGP-VAE papers' rotated-MNIST regime): minimise the prior's KL
+    part under the constraint that the batch's mean squared reconstruction error stays below :math:`\kappa^2`,
+    :math:`\mathrm{KL} + \lambda\,(\overline{\mathrm{MSE}} - \kappa^2)` with :class:`GECO`'s multiplier update. The
+    loss is divided by :math:`2^e` (:attr:`GECO.loss_exponent`) and Adam is stepped through
+    :class:`~gpytorch_vae.objectives.ScaledLossOptimizer` (:meth:`prepare_optimizer`), so the updates are those of the
+    unscaled objective at any :math:`\lambda`. GPyTorch priors on hyperparameters enter with the KL, weighted by
+    :math:`b/N`.
+
+    :param model: the :class:`~gpytorch_vae.models.GPVAE`.
+    :param num_data: :math:`N` (as for :class:`~gpytorch_vae.objectives.ELBO`).
+    :param geco: the :class:`GECO` state (default ``GECO(kappa2)``).
+    :param kappa2: :math:`\kappa^2` of the default ``geco``.
+    :param ranks: a :class:`gpytorch_vae.distributed.Ranks` in data-parallel training.
+    """
+
+    watch = "mse"  # the loss grows with lambda by design; a diverging run shows in the reconstruction error
+
+    def __init__(self, model, num_data=FROM_DATA, geco: GECO | None = None, kappa2: float = 0.02, ranks=None):
+        super().__init__(model)
+        self.num_data = num_data if num_data == FROM_DATA else check_num_data(num_data, 1)
+        self.geco = GECO(kappa2=kappa2) if geco is None else geco
+        self.ranks = ranks
+
+    def forward(self, x: Tensor, y: Tensor) -> GECOTerms:
+        out = model_pass(self, x, y)
+        y = self.model.prepare_observations(y)
+        decoded = self.model.likelihood.mean(out.output)
+        per_example = self.geco.per_example_error(y, decoded, out.observation_dims)
+        total = per_example.sum()
+        count = per_example.new_tensor(per_example.numel())
+        if self.ranks is not None:  # the union batch's error sum and size in one collective
+            union = self.ranks.sum(torch.stack([total.detach(), count]))
+            union_total, count = union[0], union[1]
+        else:
+            union_total = total.detach()
+        # this rank's part of the union's constraint (the whole constraint in one process)
+        constraint = total / count - self.geco.kappa2 * per_example.numel() / count
+        value = union_total / count - self.geco.kappa2
+        kl = out.posterior.kl_divergence()
+        shared = out.posterior.kl_shared and self.ranks is not None
+        world = 1 if self.ranks is None else self.ranks.world_size
+        rank_kl = kl if shared else world * kl
+        log_prior = weighted_log_prior(self, out.z.size(-1), kl)
+        if self.model.hyperparameter_log_prior() is not None:
+            rank_kl = rank_kl - (log_prior if shared or self.ranks is None else world * log_prior)
+        loss = self.geco.loss(rank_kl, world * constraint, value=value)  # / 2 ** loss_exponent
+        exponent = self.geco.loss_exponent
+        kl_value = kl.detach() if shared or self.ranks is None else self.ranks.sum(kl)
+        unscaled = (kl_value * 2.0**-exponent + (loss - rank_kl * 2.0**-exponent).detach()).item() * 2.0**exponent
+        log10_lambda = self.geco.log_lagrange_multiplier.item() / math.log(10.0)
+        return GECOTerms(loss, kl_value, value + self.geco.kappa2, self.geco.kappa2, log10_lambda, exponent, unscaled,
+                         decoded)  # fmt: skip
+
+    def prepare_optimizer(self, optimizer):
+        return optimizer if isinstance(optimizer, ScaledLossOptimizer) else ScaledLossOptimizer(optimizer)
+
+    def step(self, optimizer, terms: GECOTerms) -> None:
+        optimizer.step(terms.loss_exponent)
+        self.geco.update()
+
+    def progress(self, logs: dict[str, float]) -> dict[str, str]:
+        """The reconstruction error against its target, the KL, and :math:`\\log_{10}\\lambda` (not the loss, which
+        grows with :math:`\\lambda` by design)."""
+        shown = {"mse": f"{logs['mse']:.4f} (target {self.geco.kappa2:g})"}
+        shown.update(kl=f"{logs['kl']:.4g}", log10_lambda=f"{logs['log10_lambda']:.1f}")
+        return shown

@@ -1,6 +1,16 @@
-"""Latent priors of a GP-VAE (Pyro model/guide fragments) and the posterior objects they return."""
+"""Latent priors of a GP-VAE and the posterior objects they return."""
 
-from .base import LatentPosterior, LatentPrior, marginal_distribution, pyro_site, rsample_site
+from .base import (
+    LatentPosterior,
+    LatentPrior,
+    PosteriorSite,
+    check_latent_data,
+    check_num_data,
+    flat_latent_site,
+    marginal_distribution,
+    pyro_site,
+    rsample_site,
+)
 from .exact import ExactLatentPosterior, ExactLatentPrior
 from .factorized import (
     ExactGroupGP,
@@ -21,9 +31,13 @@ __all__ = [
     "IndependentLatentPrior",
     "LatentPosterior",
     "LatentPrior",
+    "PosteriorSite",
     "SparseGroupGP",
     "SparseLatentPosterior",
     "SparseLatentPrior",
+    "check_latent_data",
+    "check_num_data",
+    "flat_latent_site",
     "marginal_distribution",
     "pyro_site",
     "rsample_site",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from gpytorch.distributions import MultivariateNormal
 from linear_operator.utils.cholesky import psd_safe_cholesky
@@ -9,7 +11,8 @@ from pyro import distributions as dist
 from torch import Tensor
 
 from ..gps.exact_latent_gp import ExactGPPosterior
-from .base import LatentPosterior, LatentPrior, Site, marginal_distribution, pyro_site
+from ..variational.noise import StandardNormalNoise
+from .base import LatentPosterior, LatentPrior, check_inputs, check_latent_data, check_num_data, marginal_distribution
 
 
 def as_pyro(mvn: MultivariateNormal) -> dist.MultivariateNormal:
@@ -20,29 +23,48 @@ def as_pyro(mvn: MultivariateNormal) -> dist.MultivariateNormal:
 
 
 class ExactLatentPosterior(LatentPosterior):
-    r"""Site ``z`` :math:`\sim q(\mathbf z)`, the exact GP posterior of the latent dataset (one event over all
-    channels and points); KL part :math:`\sum_l\mathrm{KL}(q^l(\mathbf z)\,\|\,p^l(\mathbf z))`.
+    r""":math:`\mathbf z\sim q(\mathbf z)`, the exact GP posterior of the latent dataset (jointly over the points of
+    each data set); KL part :math:`\sum_l\mathrm{KL}(q^l(\mathbf z)\,\|\,p^l(\mathbf z))`.
+
+    The KL is computed from the identity :math:`\log q = \log\tilde q + \log p - \log Z` (the class docstring of
+    :class:`ExactLatentPrior`): :math:`\mathrm{KL}(q\,\|\,p) = \mathbb E_q[\log\tilde q(\mathbf z)] - \log Z`, whose
+    terms need only :math:`\mathbf C = \mathbf K_{XX} + \mathrm{diag}(\tilde{\boldsymbol\sigma}^2)`, well conditioned
+    by the encoder variances, and never a factor of the noise-free :math:`\mathbf K_{XX}` (which a smooth kernel
+    makes nearly singular: its jittered Cholesky factor made the KL jump by orders of magnitude in single steps).
 
     :param posterior: the :class:`~gpytorch_vae.gps.ExactGPPosterior` of the batch.
     :param gp_inputs: maps auxiliary inputs to GP inputs (for :meth:`predict`).
     """
 
-    def __init__(self, posterior: ExactGPPosterior, gp_inputs):
+    def __init__(self, posterior: ExactGPPosterior, gp_inputs, input_dim: int | None = None):
         self.posterior = posterior
         self.gp_inputs = gp_inputs
+        self.input_dim = input_dim
         self.q = as_pyro(posterior.at_data)
 
-    def draw(self, site: Site) -> Tensor:
-        return site("z", self.q, 1.0)
+    def rsample(self, sample_shape: torch.Size = torch.Size(), noise: StandardNormalNoise | None = None) -> Tensor:
+        """A joint draw per data set (whole data sets are never split over ranks, so ``noise`` is not used)."""
+        return self.q.rsample(torch.Size(sample_shape))
 
     @property
     def mean(self) -> Tensor:
         return self.posterior.at_data.mean
 
+    @property
+    def shape(self) -> torch.Size:
+        return self.posterior.y.shape
+
     def kl_divergence(self) -> Tensor:
-        return torch.distributions.kl_divergence(self.q, as_pyro(self.posterior.prior))
+        r""":math:`\sum\big(\mathbb E_q[\log\tilde q(\mathbf z)] - \log Z\big)` over channels and data sets, with
+        :math:`\mathbb E_q[\log\tilde q] = \sum_i\log\mathcal N(\tilde y_i\mid\mu_i, \tilde\sigma_i^2) -
+        v_i / (2\tilde\sigma_i^2)` (:math:`\mu_i, v_i`: the marginals of :math:`q`)."""
+        posterior, q = self.posterior, self.posterior.at_data
+        y, noise = posterior.y, posterior.noise
+        expected = -0.5 * ((2 * math.pi * noise).log() + ((y - q.mean).square() + q.variance) / noise)
+        return (expected.sum(-1) - posterior.log_marginal_likelihood()).sum()
 
     def predict(self, x: Tensor) -> MultivariateNormal:
+        check_inputs(x, self.input_dim)
         q_f = self.posterior.predict(self.gp_inputs(x))
         return marginal_distribution(q_f.mean, q_f.variance)
 
@@ -50,7 +72,7 @@ class ExactLatentPosterior(LatentPosterior):
 class ExactLatentPrior(LatentPrior):
     r"""Pearce's GP-VAE latent prior over an :class:`~gpytorch_vae.gps.ExactLatentGP`.
 
-    Model :math:`\mathbf z\sim p(\mathbf z) = \mathcal N(\mathbf m, \mathbf K_{XX})`, guide :math:`\mathbf z\sim
+    Prior :math:`\mathbf z\sim p(\mathbf z) = \mathcal N(\mathbf m, \mathbf K_{XX})`, posterior :math:`\mathbf z\sim
     q(\mathbf z)` (exact posterior of the latent dataset). Eq. 2 equals :math:`\mathbb E_q[\log p(\mathbf Y\mid
     \mathbf Z)] - \mathrm{KL}(q\,\|\,p)` exactly, because :math:`\log q = \log\tilde q + \log p - \log Z`. Every
     batch must be a whole data set (e.g. one video per GP).
@@ -69,14 +91,7 @@ class ExactLatentPrior(LatentPrior):
         return inputs if like is None else inputs.to(like)
 
     def condition(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> ExactLatentPosterior:
-        return ExactLatentPosterior(self.gp.condition(self.gp_inputs(x), mean, var, num_data), self.gp_inputs)
-
-    def model(self, x: Tensor, latent_shape: torch.Size, num_data: int | None = None) -> Tensor:
-        posterior = self.posterior_from_guide(x)
-        if posterior is not None:
-            prior = posterior.posterior.prior
-        else:
-            prior = self.gp.forward(self.gp_inputs(x))
-            if prior.batch_shape != latent_shape[:-1]:
-                prior = prior.expand(torch.Size(latent_shape[:-1]))
-        return pyro_site("z", as_pyro(prior))
+        check_latent_data(x, mean, var)
+        check_num_data(num_data, mean.size(-1))
+        posterior = self.gp.condition(self.gp_inputs(x), mean, var, num_data)
+        return ExactLatentPosterior(posterior, self.gp_inputs, x.size(-1) if self.input_map is None else None)

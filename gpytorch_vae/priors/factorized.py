@@ -19,7 +19,6 @@ from gpytorch.kernels import Kernel
 from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import Tensor
 
-from ..distributed import standard_normal_slice
 from ..variational.factorized_posterior import (
     GroupedGPPosterior,
     global_posterior,
@@ -27,8 +26,17 @@ from ..variational.factorized_posterior import (
     select_groups,
 )
 from ..variational.group_layout import GroupLayout
-from .base import LatentPosterior, LatentPrior, Site, marginal_distribution, pyro_site
-from .sparse import SparseLatentPosterior, SparseLatentPrior, sparse_prior_sites
+from ..variational.noise import StandardNormalNoise
+from .base import (
+    LatentPosterior,
+    LatentPrior,
+    check_inputs,
+    check_latent_data,
+    check_num_data,
+    marginal_distribution,
+    noise_or_default,
+)
+from .sparse import SparseLatentPosterior, SparseLatentPrior
 
 
 def _tril(covariance: Tensor, jitter: float) -> Tensor:
@@ -47,13 +55,12 @@ class ExactGroupPosterior:
         jitter = component.jitter
         self.q = dist.MultivariateNormal(posterior.mean, scale_tril=_tril(posterior.covariance_matrix, jitter))
 
-    def draw(self, site: Site) -> Tensor:
-        return site("z_local", self.q.to_event(2), 1.0)
-
-    def rsample(self) -> Tensor:
-        """The draw of :meth:`draw`; on several ranks, this rank's groups' slice of the union's draw."""
+    def rsample(self, sample_shape: torch.Size = torch.Size(), noise: StandardNormalNoise | None = None) -> Tensor:
+        """A draw ``(*sample_shape, J, P, Q)``; with ``noise`` from the union of several ranks, this rank's groups'
+        slice of the union's draw."""
         loc = self.q.loc
-        eps = standard_normal_slice(loc.shape, -2, loc.dtype, loc.device)  # (J, P, Q): the groups' dimension
+        shape = torch.Size(sample_shape) + loc.shape
+        eps = noise_or_default(noise)(shape, -2, loc.dtype, loc.device)  # (J, P, Q): the groups' dimension
         return loc + (self.q.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
 
     @property
@@ -98,13 +105,6 @@ class ExactGroupGP(torch.nn.Module):
         blocks = self.prior_blocks(inputs, mask)
         return ExactGroupPosterior(self, inputs, blocks, GroupedGPPosterior.fit(blocks, y, noise, mask), mask)
 
-    def model(self, inputs: Tensor, mask: Tensor, num_channels: int, posterior: ExactGroupPosterior | None) -> Tensor:
-        """Site ``z_local`` from the prior blocks (those of ``posterior`` when the guide made it)."""
-        blocks = self.prior_blocks(inputs, mask) if posterior is None else posterior.blocks
-        tril = _tril(blocks, self.jitter).expand(num_channels, -1, -1, -1)
-        zeros = tril.new_zeros(tril.shape[:-1])
-        return pyro_site("z_local", dist.MultivariateNormal(zeros, scale_tril=tril).to_event(2))
-
     def prior_variance(self, new_inputs: Tensor) -> Tensor:
         return self.kernel(new_inputs, diag=True)
 
@@ -116,8 +116,10 @@ class SparseGroupPosterior:
     def __init__(self, posterior: SparseLatentPosterior, inputs: Tensor, mask: Tensor):
         self.posterior, self.inputs, self.mask = posterior, inputs, mask
 
-    def draw(self, site: Site) -> Tensor:
-        return self.posterior.draw(site).movedim(0, -2)  # (P, J, Q) -> (J, P, Q)
+    def rsample(self, sample_shape: torch.Size = torch.Size(), noise: StandardNormalNoise | None = None) -> Tensor:
+        """A draw ``(*sample_shape, J, P, Q)`` (the groups are independent data sets of one process: ``noise`` is not
+        sliced)."""
+        return self.posterior.rsample(sample_shape).movedim(-3, -2)  # (P, J, Q) -> (J, P, Q)
 
     @property
     def mean(self) -> Tensor:
@@ -159,16 +161,6 @@ class SparseGroupGP(torch.nn.Module):
         posterior = self.prior.strategy.condition(gp_inputs, y.movedim(-2, 0), noise.movedim(-2, 0), observed=observed)
         return SparseGroupPosterior(SparseLatentPosterior(posterior, self.prior.gp_inputs), inputs, mask)
 
-    def model(self, inputs: Tensor, mask: Tensor, num_channels: int, posterior: SparseGroupPosterior | None) -> Tensor:
-        """Sites ``inducing_values`` and ``z`` from the prior (the prior terms of ``posterior`` when the guide made
-        it)."""
-        shape = torch.Size([mask.size(0), num_channels, mask.size(1)])
-        if posterior is None:
-            terms = self.prior.strategy.prior_terms(self.prior.gp_inputs(inputs.unsqueeze(-3)))
-        else:
-            terms = posterior.posterior.prior_terms
-        return sparse_prior_sites(terms, shape).movedim(0, -2)
-
     def prior_variance(self, new_inputs: Tensor) -> Tensor:
         return self.kernel(new_inputs, diag=True)
 
@@ -185,26 +177,26 @@ class FactorizedLatentPosterior(LatentPosterior):
     :param global_terms: the global channels' ``(mean, variance, log Z)``, each ``(L - J, P)``.
     """
 
-    def __init__(self, prior: FactorizedLatentPrior, layout: GroupLayout, local, global_terms):
-        self.prior, self.layout, self.local = prior, layout, local
+    def __init__(self, prior: FactorizedLatentPrior, layout: GroupLayout, local, global_terms,
+                 input_dim: int | None = None):  # fmt: skip
+        self.prior, self.layout, self.local, self.input_dim = prior, layout, local, input_dim
         self.global_mean, self.global_variance, self.global_log_normaliser = global_terms
 
     def _assemble(self, local: Tensor, glob: Tensor) -> Tensor:
         return torch.cat([self.layout.unpad_points(local), glob[..., self.layout.group]], dim=-2)
 
-    def draw(self, site: Site) -> Tensor:
-        z_local = self.local.draw(site)
-        q_global = dist.Normal(self.global_mean, self.global_variance.sqrt())
-        return self._assemble(z_local, site("z_global", q_global.to_event(2), 1.0))
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size([self.prior.num_local + self.prior.num_global, self.layout.group.numel()])
 
-    def rsample(self) -> Tensor:
-        """The draws of :meth:`draw`; on several ranks (whole groups per rank, in group order across the ranks) each
-        rank's slice of the union's draws (the exact local component; the sparse one draws as a single process)."""
-        if not isinstance(self.local, ExactGroupPosterior):
-            return super().rsample()
-        z_local = self.local.rsample()
+    def rsample(self, sample_shape: torch.Size = torch.Size(), noise: StandardNormalNoise | None = None) -> Tensor:
+        """Local channels from the local component, then global channels; with ``noise`` from the union of several
+        ranks (whole groups per rank, in group order across the ranks) each rank's slice of the union's draws (the
+        exact local component; the sparse one draws as a single process)."""
+        z_local = self.local.rsample(sample_shape, noise)
         mean = self.global_mean
-        eps = standard_normal_slice(mean.shape, -1, mean.dtype, mean.device)
+        shape = torch.Size(sample_shape) + mean.shape
+        eps = noise_or_default(noise)(shape, -1, mean.dtype, mean.device)
         return self._assemble(z_local, mean + self.global_variance.sqrt() * eps)
 
     @property
@@ -227,6 +219,9 @@ class FactorizedLatentPosterior(LatentPosterior):
     def predict(self, x: Tensor) -> MultivariateNormal:
         r"""Per new point ``(r, D)``: its group's GP (local channels) and its group's shared Gaussian (global
         channels). Points of groups absent from the conditioning data get the prior (unseen groups)."""
+        check_inputs(x, self.input_dim)
+        if x.dim() != 2:
+            raise ValueError(f"x must be (r, D) (one data set of grouped points), got {tuple(x.shape)}")
         prior = self.prior
         index, seen = self.layout.locate(x[:, prior.group_column].to(self.layout.group_ids))
         new_inputs = prior.local_inputs(x)
@@ -291,6 +286,8 @@ class FactorizedLatentPrior(LatentPrior):
         return GroupLayout.create(x[:, self.group_column])
 
     def condition(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> FactorizedLatentPosterior:
+        check_latent_data(x, mean, var)
+        check_num_data(num_data, mean.size(-1))
         if mean.size(-2) != self.num_local + self.num_global:
             raise ValueError(
                 f"expected mean/var with {self.num_local + self.num_global} latent channels ({self.num_local} local "
@@ -304,16 +301,7 @@ class FactorizedLatentPrior(LatentPrior):
         glob = global_posterior(
             padded_mean[self.num_local :], padded_var[self.num_local :], layout.mask, self.global_prior_variance
         )
-        return FactorizedLatentPosterior(self, layout, local, glob)
-
-    def model(self, x: Tensor, latent_shape: torch.Size, num_data: int | None = None) -> Tensor:
-        posterior = self.posterior_from_guide(x)
-        layout = self.layout(x) if posterior is None else posterior.layout
-        inputs = layout.pad_points(self.local_inputs(x), point_dim=0)
-        z_local = self.local.model(inputs, layout.mask, self.num_local, None if posterior is None else posterior.local)
-        g_zeros = z_local.new_zeros(self.num_global, layout.num_groups)
-        z_global = pyro_site("z_global", dist.Normal(g_zeros, self.global_prior_variance**0.5).to_event(2))
-        return torch.cat([layout.unpad_points(z_local), z_global[..., layout.group]], dim=-2)
+        return FactorizedLatentPosterior(self, layout, local, glob, x.size(-1))
 
     # ------------------------------------------------------------------ deprecated entry points of version 0.1
     def log_normaliser(self, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import torch
 from gpytorch.distributions import MultivariateNormal
-from pyro.distributions import Normal
 from torch import Tensor
 
-from ..distributed import standard_normal_slice
 from ..variational.group_layout import GroupLayout
-from .base import LatentPosterior, LatentPrior, Site, marginal_distribution, pyro_site
+from ..variational.noise import StandardNormalNoise
+from .base import LatentPosterior, LatentPrior, check_inputs, check_latent_data, marginal_distribution, noise_or_default
 
 
 class IndependentLatentPosterior(LatentPosterior):
-    r"""Site ``z`` :math:`\sim\tilde q(\mathbf z_i\mid\mathbf y_i)` (the encoder's distribution); KL part
-    :math:`\sum_i\mathrm{KL}(\tilde q(\mathbf z_i\mid\mathbf y_i)\,\|\,\mathcal N(\mathbf 0,\mathbf I))`.
+    r""":math:`\mathbf z_i\sim\tilde q(\mathbf z_i\mid\mathbf y_i)` (the encoder's distribution); KL part
+    :math:`\sum_i\mathrm{KL}(\tilde q(\mathbf z_i\mid\mathbf y_i)\,\|\,\mathcal N(\mathbf 0, \mathbf I))`.
 
     :meth:`predict` has no GP to carry information to new inputs: with ``group_column`` it gives, at a point of a
     group seen in the conditioning data, the average of that group's latent codes (the CVAE protocol: mean
@@ -25,12 +24,9 @@ class IndependentLatentPosterior(LatentPosterior):
     def __init__(self, x: Tensor, mean: Tensor, var: Tensor, group_column: int | None = None):
         self.x, self.encoder_mean, self.var, self.group_column = x, mean, var, group_column
 
-    def draw(self, site: Site) -> Tensor:
-        return site("z", Normal(self.encoder_mean, self.var.sqrt()).to_event(self.encoder_mean.dim()), 1.0)
-
-    def rsample(self) -> Tensor:
-        """The draw of :meth:`draw`; on several ranks, this rank's slice of the union batch's draw."""
-        eps = standard_normal_slice(self.encoder_mean.shape, -1, self.encoder_mean.dtype, self.encoder_mean.device)
+    def rsample(self, sample_shape: torch.Size = torch.Size(), noise: StandardNormalNoise | None = None) -> Tensor:
+        shape = torch.Size(sample_shape) + self.encoder_mean.shape
+        eps = noise_or_default(noise)(shape, -1, self.encoder_mean.dtype, self.encoder_mean.device)
         return self.encoder_mean + self.var.sqrt() * eps
 
     @property
@@ -41,6 +37,7 @@ class IndependentLatentPosterior(LatentPosterior):
         return 0.5 * (self.var + self.encoder_mean.square() - 1.0 - self.var.log()).sum()
 
     def predict(self, x: Tensor) -> MultivariateNormal:
+        check_inputs(x, self.x.size(-1))
         shape = (*self.encoder_mean.shape[:-1], x.size(-2))
         mean, var = self.encoder_mean.new_zeros(shape), self.encoder_mean.new_ones(shape)
         if self.group_column is not None:
@@ -71,8 +68,5 @@ class IndependentLatentPrior(LatentPrior):
     def condition(
         self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None
     ) -> IndependentLatentPosterior:
+        check_latent_data(x, mean, var)
         return IndependentLatentPosterior(x, mean, var, self.group_column)
-
-    def model(self, x: Tensor, latent_shape: torch.Size, num_data: int | None = None) -> Tensor:
-        zeros = torch.zeros(latent_shape, dtype=x.dtype, device=x.device)
-        return pyro_site("z", Normal(zeros, torch.ones_like(zeros)).to_event(zeros.dim()))

@@ -11,7 +11,9 @@ from pyro import poutine
 from pyro.infer import TraceMeanField_ELBO
 from torch import Tensor
 
+from ..likelihoods import GaussianLikelihood
 from ..models import GPVAE
+from ..objectives import ELBO
 from ..priors import LatentPosterior, LatentPrior
 
 
@@ -33,9 +35,11 @@ class LatentPriorTestCase(abc.ABC):
       ``mean`` and ``rsample()`` have the latent shape and whose ``kl_divergence()`` is a finite scalar :math:`\\ge 0`;
     * ``predict(x_new)`` gives a :class:`~gpytorch.distributions.MultivariateNormal` over the new points with
       positive variances, and at the conditioning inputs its means are the posterior means;
-    * the guide's sample sites draw exactly what ``rsample()`` draws, the model has the same sites, and Pyro's
-      :class:`~pyro.infer.TraceMeanField_ELBO` on a :class:`~gpytorch_vae.models.GPVAE` equals minus its direct
-      ``elbo_terms`` at the same random state (so both training paths optimise the same objective);
+    * the guide's site ``z`` of a :class:`~gpytorch_vae.models.GPVAE` draws exactly what ``rsample()`` draws, the
+      model has the same site, and Pyro's :class:`~pyro.infer.TraceMeanField_ELBO` equals the loss of
+      :class:`~gpytorch_vae.objectives.ELBO` at the same random state, gradients included (one objective);
+    * bad latent data (NaN means, negative variances, mismatched shapes) are refused by ``condition`` and bad
+      inputs (NaN, a wrong number of columns) by ``predict``, each with a :class:`ValueError` saying so;
     * :meth:`~gpytorch_vae.priors.LatentPrior.condition_on_batches` over a split of the data equals ``condition``
       on all of it;
     * gradients reach the encoder's means and variances.
@@ -83,38 +87,79 @@ class LatentPriorTestCase(abc.ABC):
         at_data = posterior.predict(x)
         torch.testing.assert_close(at_data.mean, posterior.mean, atol=1e-6, rtol=1e-6)
 
+    def _vae(self, prior: LatentPrior, latent_dim: int, obs_dim: int = 3) -> GPVAE:
+        return GPVAE(_LinearEncoder(obs_dim, latent_dim), torch.nn.Linear(latent_dim, obs_dim).double(), prior,
+                     latent_dim, likelihood=GaussianLikelihood(), gp_dtype=torch.float64)  # fmt: skip
+
+    def _observations(self, mean: Tensor, obs_dim: int = 3) -> Tensor:
+        g = torch.Generator().manual_seed(1)
+        return torch.randn(*mean.shape[:-2], mean.size(-1), obs_dim, generator=g, dtype=torch.float64)
+
     def test_guide_draws_what_rsample_draws_and_the_model_has_the_same_sites(self):
-        prior, posterior, (x, mean, var, _) = self._posterior()
+        prior = self.create_prior()
+        x, mean, _, _ = self.create_data()
+        vae = self._vae(prior, mean.size(-2))
+        y = self._observations(mean)
+        num_data = self.num_data(mean)
         pyro.set_rng_seed(3)
-        guide = poutine.trace(prior.guide).get_trace(x, mean, var)
+        guide = poutine.trace(vae.guide).get_trace(x, y, num_data)
         pyro.set_rng_seed(3)
-        z = prior.condition(x, mean, var).rsample()
+        z = vae.posterior(x, y, num_data).rsample()
         torch.testing.assert_close(guide.nodes["_RETURN"]["value"], z, atol=0, rtol=0)
-        model = poutine.trace(prior.model).get_trace(x, mean.shape)
+        model = poutine.trace(poutine.replay(vae.model, trace=guide)).get_trace(x, y, num_data)
         guide_sites = {name: site["value"].shape for name, site in guide.iter_stochastic_nodes()}
         model_sites = {name: site["value"].shape for name, site in model.iter_stochastic_nodes()}
-        assert guide_sites == model_sites, (guide_sites, model_sites)
+        assert guide_sites == {"z": z.shape} and model_sites["z"] == z.shape, (guide_sites, model_sites)
 
     def test_svi_loss_equals_the_direct_elbo(self):
         prior = self.create_prior()
         x, mean, _, _ = self.create_data()
-        latent_dim, obs_dim = mean.size(-2), 3
-        g = torch.Generator().manual_seed(1)
-        y = torch.randn(*mean.shape[:-2], mean.size(-1), obs_dim, generator=g, dtype=torch.float64)
-        vae = GPVAE(_LinearEncoder(obs_dim, latent_dim), torch.nn.Linear(latent_dim, obs_dim).double(), prior,
-                    latent_dim, likelihood="gaussian", gp_dtype=torch.float64)  # fmt: skip
+        vae = self._vae(prior, mean.size(-2))
+        y = self._observations(mean)
         pyro.clear_param_store()
         num_data = self.num_data(mean)
         pyro.set_rng_seed(5)
         svi_loss = TraceMeanField_ELBO().differentiable_loss(vae.model, vae.guide, x, y, num_data)
         pyro.set_rng_seed(5)
-        direct = -vae.elbo_terms(x, y, num_data)["elbo"]
+        direct = ELBO(vae, num_data)(x, y).loss
         torch.testing.assert_close(svi_loss, direct, atol=1e-7, rtol=1e-9)
         params = [p for p in vae.parameters() if p.requires_grad]
         for a, b in zip(torch.autograd.grad(svi_loss, params, allow_unused=True),
                         torch.autograd.grad(direct, params, allow_unused=True)):  # fmt: skip
             if a is not None or b is not None:
                 torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-7)
+
+    def test_bad_latent_data_is_refused(self):
+        prior = self.create_prior()
+        x, mean, var, x_new = self.create_data()
+        bad_mean = mean.clone()
+        bad_mean[..., 0, 0] = float("nan")
+        bad_var = var.clone()
+        bad_var[..., 0, 0] = -1.0
+        for args, match in [
+            ((x, bad_mean, var), "NaN"),
+            ((x, mean, bad_var), "positive"),
+            ((x, mean, var[..., :-1]), "same shape"),
+            ((x[..., :-1, :], mean, var), "rows"),
+        ]:
+            try:
+                prior.condition(*args)
+            except ValueError as error:
+                assert match in str(error), (match, str(error))
+            else:
+                raise AssertionError(f"condition accepted bad latent data ({match})")
+
+    def test_predict_refuses_bad_inputs(self):
+        _, posterior, (x, mean, var, x_new) = self._posterior()
+        nan_inputs = x_new.clone()
+        nan_inputs[..., 0, 0] = float("nan")
+        for bad, match in [(nan_inputs, "NaN"), (x_new[..., :0], "columns")]:
+            try:
+                posterior.predict(bad)
+            except ValueError as error:
+                assert match in str(error), (match, str(error))
+            else:
+                raise AssertionError(f"predict accepted bad inputs ({match})")
 
     def num_data(self, mean: Tensor) -> int | None:
         """``num_data`` for the ELBO check (default: the batch is the whole data set)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import statistics
@@ -21,8 +22,42 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class DivergenceError(RuntimeError):
-    """An epoch's mean of the watched value (e.g. the loss) exceeded its first step's by the divergence factor;
-    the epoch was not checkpointed."""
+    """The watched value (e.g. the loss) stayed far above its best for several epochs (:class:`DivergenceGuard`);
+    the epoch that showed it was not checkpointed."""
+
+
+class DivergenceGuard:
+    """Signed divergence guard: the watched value (a loss to minimise) has diverged when, for ``patience``
+    consecutive periods (epochs), its mean exceeds the best value so far (the run's first step included) by more
+    than ``factor`` times the larger of the best and the first values' magnitudes. A loss that improves (e.g. from 1
+    to -1500) never trips it, nor does a single bad epoch that recovers."""
+
+    def __init__(self, key: str, factor: float | None, patience: int = 2):
+        self.key, self.factor, self.patience = key, factor, int(patience)
+        self.first, self.best, self.strikes = None, None, 0
+
+    def check(self, value: float, period: int, checkpoint: str | None, first_step: float | None = None) -> None:
+        """Check a period's mean ``value``; ``first_step``: the run's first step's value (before any update)."""
+        if self.factor is None:
+            return
+        if self.first is None:
+            self.first = self.best = value if first_step is None else first_step
+        scale = max(abs(self.best), abs(self.first), 1e-12)
+        self.strikes = self.strikes + 1 if value - self.best > self.factor * scale else 0
+        self.best = min(self.best, value)
+        if self.strikes >= self.patience:
+            kept = f"; the last checkpoint kept is {checkpoint}" if checkpoint else ""
+            raise DivergenceError(
+                f"period {period}: the mean {self.key} is {value:.4g}, above its best ({self.best:.4g}) by more than "
+                f"{self.factor:g} times {scale:.4g} for {self.patience} periods in a row: training diverged (lower the "
+                f"learning rate, or clip gradients with max_grad_norm){kept}"
+            )
+
+    def state_dict(self) -> dict:
+        return {"first": self.first, "best": self.best, "strikes": self.strikes}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.first, self.best, self.strikes = state["first"], state["best"], state["strikes"]
 
 
 class Stateful(Protocol):
@@ -68,10 +103,10 @@ def guarded_step(
     return True
 
 
-class _Progress:
-    """tqdm when installed, else a line every ``every`` seconds on stderr."""
+class Progress:
+    """tqdm when installed, else a line every ``every`` seconds on stderr; ``update`` takes the texts to show."""
 
-    def __init__(self, start: int, total: int, enabled: bool, every: float = 10.0):
+    def __init__(self, start: int, total: int, enabled: bool, desc: str = "epochs", every: float = 10.0):
         self.enabled, self.every, self.last = enabled, every, time.perf_counter()
         self.bar = None
         if enabled:
@@ -80,13 +115,12 @@ class _Progress:
             except ImportError:
                 tqdm = None
             if tqdm is not None:
-                self.bar = tqdm(total=total, initial=start, desc="epochs", mininterval=2.0)
+                self.bar = tqdm(total=total, initial=start, desc=desc, mininterval=2.0)
         self.total = total
 
-    def update(self, epoch: int, means: Mapping[str, float]) -> None:
+    def update(self, epoch: int, text: Mapping[str, str]) -> None:
         if not self.enabled:
             return
-        text = {key: f"{value:.4g}" for key, value in means.items()}
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(text)
@@ -99,8 +133,25 @@ class _Progress:
             self.bar.close()
 
 
+def set_data_epoch(data, epoch: int) -> Iterable:
+    """The iterable of batches of pass ``epoch``: ``data(epoch)`` for a callable, else ``data``, with the epoch set on
+    its sampler where it has ``set_epoch`` (:class:`~torch.utils.data.DistributedSampler`,
+    :class:`~gpytorch_vae.distributed.ShardedBatchSampler`: a new order per epoch)."""
+    if callable(data):
+        try:
+            takes_epoch = bool(inspect.signature(data).parameters)
+        except (TypeError, ValueError):
+            takes_epoch = False
+        data = data(epoch) if takes_epoch else data()
+    return _set_epoch(data, epoch)
+
+
 def _iterate(batches, epoch: int) -> Iterable:
-    iterable = batches() if callable(batches) else batches
+    """``run_epochs``' version: a callable is called without arguments."""
+    return _set_epoch(batches() if callable(batches) else batches, epoch)
+
+
+def _set_epoch(iterable, epoch: int) -> Iterable:
     for sampler in (iterable, getattr(iterable, "sampler", None), getattr(iterable, "batch_sampler", None)):
         inner = getattr(sampler, "sampler", None)
         for candidate in (sampler, inner):  # DistributedSampler, ShardedBatchSampler: a new order per epoch
@@ -125,6 +176,7 @@ def run_epochs(
     history: dict | None = None,
     divergence_key: str | None = None,
     divergence_factor: float | None = 1e3,
+    divergence_patience: int = 2,
 ) -> list[float]:
     """Run ``epochs`` epochs of ``step(*batch)`` over ``batches`` (an iterable, e.g. a
     :class:`~torch.utils.data.DataLoader`, or a callable giving one per epoch).
@@ -142,14 +194,14 @@ def run_epochs(
     :param history: a dict to fill with the per-epoch means of every logged value over the whole run (resumed
         epochs included), e.g. for learning curves, each epoch's wall time (``"seconds"``) and the index of the call
         (sitting) that ran it (``"sitting"``); :func:`epoch_timing` summarises the times.
-    :param divergence_key, divergence_factor: when an epoch's mean of the logged value ``divergence_key`` exceeds
-        ``divergence_factor`` times the magnitude of its value at the run's first step (before any update), raise
-        :class:`DivergenceError` before that epoch is checkpointed (e.g. ``--lr 10``). ``None``: no check.
+    :param divergence_key, divergence_factor, divergence_patience: the signed :class:`DivergenceGuard` on the
+        logged value ``divergence_key`` (a loss to minimise); ``None``: no check.
     :return: the mean loss of each epoch run by this call.
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
-    start, reference = 0, None
+    start = 0
+    guard = DivergenceGuard(divergence_key, divergence_factor if divergence_key else None, divergence_patience)
     history = {} if history is None else history
     history.clear()
     extra_state = dict(extra_state or {})
@@ -164,12 +216,14 @@ def run_epochs(
             load_state(saved)
             for name, obj in extra_state.items():
                 obj.load_state_dict(saved["extra"][name])
-            start, reference = saved["epoch"], saved.get("divergence_reference")
+            start = saved["epoch"]
+            if saved.get("divergence") is not None:
+                guard.load_state_dict(saved["divergence"])
             history.update(saved.get("history", {}))
             torch.set_rng_state(saved["rng_state"])
     losses = []
     sitting = max(history.get("sitting", [-1.0]), default=-1.0) + 1  # which call of a resumed run: see epoch_timing
-    bar = _Progress(start, epochs, progress)
+    bar = Progress(start, epochs, progress)
     try:
         for epoch in range(start, epochs):
             logs, skipped, started = [], 0, time.perf_counter()
@@ -186,27 +240,21 @@ def run_epochs(
             means = {key: math.fsum(log[key] for log in logs) / len(logs) for key in logs[0]}
             if skipped:
                 means["skipped_steps"] = float(skipped)
-            if divergence_key is not None and divergence_factor is not None:
-                if reference is None:
-                    reference = abs(logs[0][divergence_key])
-                value = means[divergence_key]
-                if abs(value) > divergence_factor * max(reference, 1e-12):
-                    raise DivergenceError(
-                        f"epoch {epoch + 1}: the mean {divergence_key} is {value:.4g}, more than {divergence_factor:g} "
-                        f"times its first value ({reference:.4g}): training diverged (lower the learning rate, or "
-                        f"clip gradients with max_grad_norm); the last good checkpoint was kept"
-                    )
+            if divergence_key is not None:
+                guard.check(
+                    means[divergence_key], epoch + 1, checkpoint if is_writer else None, logs[0][divergence_key]
+                )
             for key, value in means.items():
                 history.setdefault(key, []).append(value)
             history.setdefault("seconds", []).append(time.perf_counter() - started)
             history.setdefault("sitting", []).append(float(sitting))
             losses.append(means["loss"])
-            bar.update(epoch, means)
+            bar.update(epoch, {key: f"{value:.4g}" for key, value in means.items()})
             if callback is not None:
                 callback(epoch, means["loss"])
             if checkpoint and is_writer:
                 saved = {**state(), "epoch": epoch + 1, "history": history, "rng_state": torch.get_rng_state(),
-                         "divergence_reference": reference}  # fmt: skip
+                         "divergence": guard.state_dict()}  # fmt: skip
                 saved["extra"] = {name: obj.state_dict() for name, obj in extra_state.items()}
                 save_checkpoint(saved, checkpoint)
     finally:

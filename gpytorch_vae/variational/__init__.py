@@ -7,11 +7,13 @@ from .factorized_posterior import GroupedGPPosterior, global_posterior
 from .group_layout import GroupLayout
 from .latent_data import LatentBatch, validate_latent_data
 from .latent_statistics import (
+    StatisticsReducer,
     WhitenedLatentStatistics,
     whitened_kl_divergence,
     whitened_prior,
     whitened_titsias_posterior,
 )
+from .noise import STANDARD_NORMAL, StandardNormalNoise
 from .prior_terms import WhitenedPriorTerms
 
 __all__ = [
@@ -21,6 +23,9 @@ __all__ = [
     "GroupLayout",
     "GroupedGPPosterior",
     "LatentBatch",
+    "STANDARD_NORMAL",
+    "StandardNormalNoise",
+    "StatisticsReducer",
     "WhitenedLatentStatistics",
     "WhitenedPriorTerms",
     "global_posterior",

@@ -21,6 +21,7 @@ from .latent_statistics import (
     whitened_prior,
     whitened_titsias_posterior,
 )
+from .noise import STANDARD_NORMAL, StandardNormalNoise
 from .prior_terms import WhitenedPriorTerms
 
 
@@ -42,9 +43,8 @@ class AmortizedHybridPosterior:
     :param latent_batch: the latent batch conditioned on (``None`` for statistics).
     :param statistics: the statistics conditioned on (computed from ``latent_batch`` when ``None``).
     :param scale: :math:`c = N/b`.
-    :param sample_slice: ``(offset, total)`` when this batch is the slice ``offset:offset + b`` of a union batch of
-        ``total`` points on several ranks (distributed training): :meth:`rsample_data` then draws the noise of the
-        whole union batch and uses its slice, as one process would.
+    :param statistics_reduced: whether ``statistics`` are those of a union batch of several ranks (distributed
+        training), of which ``latent_batch`` is this rank's shard.
     """
 
     def __init__(
@@ -54,7 +54,7 @@ class AmortizedHybridPosterior:
         latent_batch: LatentBatch | None = None,
         statistics: WhitenedLatentStatistics | None = None,
         scale: float = 1.0,
-        sample_slice: tuple[int, int] | None = None,
+        statistics_reduced: bool = False,
     ):
         if latent_batch is None and statistics is None:
             raise ValueError("an AmortizedHybridPosterior needs a latent batch or statistics")
@@ -63,7 +63,7 @@ class AmortizedHybridPosterior:
         self.latent_batch = latent_batch
         self._statistics = statistics
         self.scale = float(scale)
-        self.sample_slice = sample_slice
+        self.statistics_reduced = bool(statistics_reduced)
         self._whitened: PyroMultivariateNormal | None = None
         self._kl: Tensor | None = None
 
@@ -121,27 +121,24 @@ class AmortizedHybridPosterior:
             self._kl = whitened_kl_divergence(self.whitened_posterior)
         return self._kl
 
-    def rsample_data(self) -> Tensor:
-        r"""One reparameterised draw of :math:`\mathbf z` at the batch inputs, :math:`\mathbf v\sim q(\mathbf v)`
-        then :math:`z_i\mid\mathbf v\sim p(f_i\mid\mathbf v)`: the same random numbers, in the same order, as the
-        sample sites of :class:`~gpytorch_vae.priors.SparseLatentPosterior` draw. When :math:`q(\mathbf v)` has not
-        been computed yet, everything from the statistics to the draw and the KL runs as one function of tensors
+    def rsample_data(self, sample_shape: torch.Size = torch.Size(), noise: StandardNormalNoise | None = None) -> Tensor:
+        r"""A reparameterised draw of :math:`\mathbf z` at the batch inputs, ``(*sample_shape, *batch, b)``:
+        :math:`\mathbf v\sim q(\mathbf v)`, then :math:`z_i\mid\mathbf v\sim p(f_i\mid\mathbf v)` with the per-point
+        noise from ``noise`` (:mod:`gpytorch_vae.variational.noise`). When :math:`q(\mathbf v)` has not been computed
+        yet, everything from the statistics to the draw and the KL runs as one function of tensors
         (:func:`~gpytorch_vae.variational.fused.sample_and_kl`, compiled under
-        :class:`gpytorch_vae.settings.compile_gp`)."""
-        batch = self._batch()
-        if self.sample_slice is not None:
-            v = self.whitened_posterior.rsample()
-            offset, total = self.sample_slice
-            q_z = self.data_conditional(v)
-            eps = torch.empty(*q_z.loc.shape[:-1], total, dtype=q_z.loc.dtype, device=q_z.loc.device).normal_()
-            return q_z.loc + q_z.scale * eps[..., offset : offset + batch.num_points]
-        if self._whitened is not None or self._statistics is not None:
-            return self.data_conditional(self.whitened_posterior.rsample()).rsample()
+        :class:`gpytorch_vae.settings.compile_gp`); the draws are the same either way."""
+        batch, noise = self._batch(), STANDARD_NORMAL if noise is None else noise
+        sample_shape = torch.Size(sample_shape)
         terms = self.prior_terms
-        gp_shape = torch.broadcast_shapes(terms.interp.shape[:-2], batch.y.shape[:-1])
+        if self._whitened is not None or self._statistics is not None:
+            v = self.whitened_posterior.rsample(sample_shape)
+            mean, variance = terms.marginals(v, None)
+            return mean + variance.sqrt() * noise(mean.shape, -1, mean.dtype, mean.device)
+        gp_shape = sample_shape + torch.broadcast_shapes(terms.interp.shape[:-2], batch.y.shape[:-1])
         options = dict(dtype=batch.y.dtype, device=batch.y.device)
         eps_v = torch.empty(*gp_shape, terms.interp.size(-2), **options).normal_()
-        eps_z = torch.empty(*gp_shape, batch.num_points, **options).normal_()
+        eps_z = noise((*gp_shape, batch.num_points), -1, **options)
         z, kl, loc, scale_tril, info = run_sample_and_kl(
             terms.interp, terms.data_mean, terms.data_variance, batch.y, batch.noise, self.scale, terms.jitter,
             eps_v, eps_z,

@@ -16,7 +16,7 @@ from torch import Tensor
 from .amortized_hybrid_posterior import AmortizedHybridPosterior
 from .amortized_variational_distribution import AmortizedVariationalDistribution
 from .latent_data import LatentBatch, check_channels, validate_latent_data
-from .latent_statistics import WhitenedLatentStatistics
+from .latent_statistics import StatisticsReducer, WhitenedLatentStatistics
 from .prior_terms import WhitenedPriorTerms
 
 Conditioning = Union[LatentBatch, WhitenedLatentStatistics]
@@ -44,11 +44,11 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
 
     **Convenience layer (GPyTorch style).** :meth:`set_latent_data` (or :meth:`condition_on_batches`) stores the
     latent data; then :attr:`variational_distribution`, calling the model (:math:`q_S(\mathbf f(\mathbf X_r))` of
-    Eq. 3), :meth:`kl_divergence` and :meth:`hensman_bound` use a posterior made anew from it at every access.
-    GPyTorch's strategies cache :math:`q(\mathbf u)` and the prior in eval mode; here :math:`q(\mathbf u)` is a
-    function of data that changes at every batch, so nothing is cached, in train or eval mode (a stale amortized
-    posterior would be silently wrong). A training step that needs several of these quantities should call
-    :meth:`condition` once and use its result.
+    Eq. 3), :meth:`kl_divergence` and :meth:`hensman_bound` use the posterior of the stored data. Caching follows
+    GPyTorch's strategies in training mode: calling the model computes the posterior once and the calls after it
+    (e.g. :class:`gpytorch.mlls.VariationalELBO`'s :meth:`kl_divergence`) reuse it, until the next call of the model
+    or new latent data. In eval mode nothing is cached (:math:`q(\mathbf u)` is a function of data that changes at
+    every batch, and a stale amortized posterior would be silently wrong).
 
     Shapes: with GP batch shape ``(*batch)`` (e.g. ``[L]`` latent channels from the kernel, or ``[B, L]`` for ``B``
     independent datasets) the latent targets and noise are ``(*batch, b)`` and ``x`` is ``(..., b, D)``,
@@ -67,9 +67,10 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         :math:`\mathbf I`, and in float32 the KL can be several times off (tested). The posterior objects of the
         stateless core hold and return ``compute_dtype`` tensors; the convenience layer returns the model's dtype.
         ``None``: the model's dtype throughout.
-    :param statistics_reducer: combines the statistics of the ranks' shards of a batch (e.g.
-        :class:`gpytorch_vae.distributed.StatisticsAllReduce`) in :meth:`condition` and
-        :meth:`accumulate_statistics`: every rank then gets the posterior of the union batch. Default: none.
+    :param statistics_reducer: a :class:`~gpytorch_vae.variational.StatisticsReducer` that combines the statistics
+        of the ranks' shards of a training batch (e.g. :class:`gpytorch_vae.distributed.StatisticsAllReduce`): in
+        training mode every rank then gets the posterior of the union batch. In eval mode, each process conditions
+        on what it is given (no collective), unless :meth:`accumulate_statistics` is told otherwise. Default: none.
     """
 
     def __init__(
@@ -79,7 +80,7 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         learn_inducing_locations: bool = True,
         jitter_val: float | None = None,
         compute_dtype: torch.dtype | None = torch.float64,
-        statistics_reducer=None,
+        statistics_reducer: StatisticsReducer | None = None,
     ):
         distribution = AmortizedVariationalDistribution(self, inducing_points.size(-2))
         super().__init__(model, inducing_points, distribution, learn_inducing_locations, jitter_val=jitter_val)
@@ -88,8 +89,15 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         if jitter_val is None:  # GPyTorch's default for the dtype the factorisations run in
             self.jitter_val = settings.variational_cholesky_jitter.value(self._dtype)
         self.variational_params_initialized.fill_(1)
+        if statistics_reducer is not None and not isinstance(statistics_reducer, StatisticsReducer):
+            raise TypeError(f"statistics_reducer must be a StatisticsReducer, got {type(statistics_reducer).__name__}")
         self._conditioning: Conditioning | None = None
         self._statistics_num_data: int | None = None
+        self._posterior_memo: AmortizedHybridPosterior | None = None  # training mode: from the last model call
+
+    def _reduces(self, reduce: bool | None = None) -> bool:
+        """Whether statistics are combined over the ranks: ``reduce``, or by default in training mode."""
+        return self.statistics_reducer is not None and (self.training if reduce is None else bool(reduce))
 
     # ------------------------------------------------------------------ stateless core
     def prior_terms(self, x: Tensor, **kwargs) -> WhitenedPriorTerms:
@@ -134,13 +142,18 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         batch = LatentBatch.create(*self._cast(x, y, noise), num_data, self.inducing_points.size(-1), observed)
         terms = self.prior_terms(batch.x)
         check_channels(batch.y, terms.chol.shape[:-2])
-        if self.statistics_reducer is None:
+        if not self._reduces():
             return AmortizedHybridPosterior(terms, self.prior_terms, latent_batch=batch, scale=batch.scale)
         local = WhitenedLatentStatistics.from_interpolation(terms.interp, batch.y - terms.data_mean, batch.noise)
         reduced = self.statistics_reducer(local)  # the union batch of all ranks: c = N / b with b = sum_r b_r
-        return AmortizedHybridPosterior(terms, self.prior_terms, latent_batch=batch, statistics=reduced,
-                                        scale=batch.num_data / reduced.num_points,
-                                        sample_slice=(reduced.offset, reduced.num_points))  # fmt: skip
+        return AmortizedHybridPosterior(
+            terms,
+            self.prior_terms,
+            latent_batch=batch,
+            statistics=reduced,
+            scale=batch.num_data / reduced.num_points,
+            statistics_reduced=True,
+        )
 
     def latent_statistics(self, x: Tensor, y: Tensor, noise: Tensor) -> WhitenedLatentStatistics:
         """Whitened sufficient statistics of one batch of latent data under the current hyperparameters (in the
@@ -151,16 +164,20 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         check_channels(y, terms.chol.shape[:-2])
         return WhitenedLatentStatistics.from_interpolation(terms.interp, y - terms.data_mean, noise)
 
-    def accumulate_statistics(self, batches: Iterable[tuple[Tensor, Tensor, Tensor]]) -> WhitenedLatentStatistics:
+    def accumulate_statistics(
+        self, batches: Iterable[tuple[Tensor, Tensor, Tensor]], reduce: bool | None = None
+    ) -> WhitenedLatentStatistics:
         r"""The summed statistics of ``(x, y, noise)`` batches (e.g. a :class:`~torch.utils.data.DataLoader` through
-        the encoder), in :math:`O(m^2)` memory. Run it under :func:`torch.no_grad` at test time."""
+        the encoder), in :math:`O(m^2)` memory. Run it under :func:`torch.no_grad` at test time. With a statistics
+        reducer, ``reduce=True`` sums them over the ranks too (each rank streams its share of the data); the default
+        does so in training mode only."""
         total = None
         for x, y, noise in batches:
             stats = self.latent_statistics(x, y, noise)
             total = stats if total is None else total + stats
         if total is None:
             raise ValueError("no batches to accumulate: the iterable of (x, y, noise) batches was empty")
-        return total if self.statistics_reducer is None else self.statistics_reducer(total)
+        return self.statistics_reducer(total) if self._reduces(reduce) else total
 
     def condition_on_statistics(
         self, statistics: WhitenedLatentStatistics, num_data: int | None = None
@@ -180,11 +197,13 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         :meth:`kl_divergence` and :meth:`hensman_bound` then condition on it (Eq. 9 with :math:`c = N/b`).
         Arguments as for :meth:`condition` (checked here)."""
         self._conditioning = LatentBatch.create(*self._cast(x, y, noise), num_data, self.inducing_points.size(-1))
+        self._posterior_memo = None
 
     def set_latent_statistics(self, stats: WhitenedLatentStatistics, num_data: int | None = None) -> None:
         r"""Store accumulated statistics to condition on (:math:`c = N/n`, default 1: all data seen)."""
         num_data = stats.num_points if num_data is None else int(num_data)
         self._conditioning, self._statistics_num_data = stats, num_data
+        self._posterior_memo = None
 
     def condition_on_batches(self, batches: Iterable[tuple[Tensor, Tensor, Tensor]]) -> WhitenedLatentStatistics:
         r"""Streaming conditioning: :meth:`accumulate_statistics` of ``(x, y, noise)`` batches, stored as with
@@ -195,10 +214,20 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         return total
 
     def clear_latent_data(self) -> None:
-        self._conditioning = None
+        self._conditioning, self._posterior_memo = None, None
 
     def current_posterior(self) -> AmortizedHybridPosterior:
-        """The posterior of the stored latent data or statistics, computed anew (no cache)."""
+        """The posterior of the stored latent data or statistics: in training mode the one the last call of the model
+        computed (if any since the data were stored), else computed anew."""
+        if self.training and self._posterior_memo is not None:
+            return self._posterior_memo
+        return self._fresh_posterior()
+
+    def train(self, mode: bool = True):
+        self._posterior_memo = None
+        return super().train(mode)
+
+    def _fresh_posterior(self) -> AmortizedHybridPosterior:
         conditioning = self._conditioning
         if conditioning is None:
             raise RuntimeError(
@@ -266,7 +295,9 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
     def __call__(self, x: Tensor, prior: bool = False, diag: bool = True, **kwargs) -> MultivariateNormal:
         if prior:
             return self.model.forward(x, **kwargs)
-        q_v = self.whitened_variational_distribution
+        posterior = self._fresh_posterior()
+        self._posterior_memo = posterior if self.training else None
+        q_v = posterior.whitened_posterior
         return Module.__call__(self, x, self.inducing_points, q_v.loc, q_v.scale_tril, diag=diag, **kwargs)
 
     def conditional(self, x: Tensor, whitened_inducing_values: Tensor, diag: bool = True) -> MultivariateNormal:

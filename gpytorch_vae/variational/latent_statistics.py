@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 
 import torch
@@ -57,6 +58,16 @@ class WhitenedLatentStatistics:
         return WhitenedLatentStatistics(
             self.precision_update.detach(), self.projected_targets.detach(), self.num_points
         )
+
+
+class StatisticsReducer(abc.ABC):
+    """Combines the :class:`WhitenedLatentStatistics` of the shards of one batch held by several processes into those
+    of the union batch (what :class:`~gpytorch_vae.variational.AmortizedHybridVariationalStrategy` conditions on in
+    data-parallel training); :class:`gpytorch_vae.distributed.StatisticsAllReduce` sums them over the ranks."""
+
+    @abc.abstractmethod
+    def __call__(self, stats: WhitenedLatentStatistics) -> WhitenedLatentStatistics:
+        """The statistics of the union batch (``num_points`` included)."""
 
 
 def whitened_titsias_posterior(stats: WhitenedLatentStatistics, scale: float) -> MultivariateNormal:
