@@ -104,7 +104,9 @@ class RunFolder:
         import fcntl
 
         if os.path.exists(self.path) and not os.path.isdir(self.path):
-            raise NotADirectoryError(f"--out {self.path} is a file, not a folder: pass a folder for the run's outputs")
+            raise NotADirectoryError(
+                f"the run folder {self.path} is a file, not a folder: pass a folder for the run's outputs"
+            )
         try:
             os.makedirs(self.path, exist_ok=True)
             probe = tempfile.NamedTemporaryFile(dir=self.path, prefix=".write-probe.", delete=True)

@@ -254,3 +254,36 @@ class TestContract:
             gp.set_latent_data(x, y, noise, num_data=2)
         with pytest.raises(ValueError, match=r"\(\.\.\., b, D\)"):
             gp.set_latent_data(x[:4], y, noise)
+
+
+class TestGPyTorchObjective:
+    """The strategy inside a plain GPyTorch model, trained with GPyTorch's own VariationalELBO."""
+
+    def test_hensman_bound_equals_variational_elbo_with_fixed_noise(self):
+        """GPyTorch's VariationalELBO with a FixedNoiseGaussianLikelihood holding the encoder variances is the
+        minibatch Hensman bound (Eq. 7) divided by N, channel by channel."""
+        x, y, noise = latent_data(12, seed=6)
+        gp = make_sparse_gp(x[::3].clone())
+        gp.train()
+        batch = slice(2, 9)
+        gp.set_latent_data(x[batch], y[..., batch], noise[..., batch], num_data=40)
+        likelihood = gpytorch.likelihoods.FixedNoiseGaussianLikelihood(noise=noise[..., batch])
+        mll = gpytorch.mlls.VariationalELBO(likelihood, gp, num_data=40)
+        elbo = mll(gp(x[batch]), y[..., batch])
+        torch.testing.assert_close(elbo, gp.variational_strategy.hensman_bound() / 40, atol=1e-10, rtol=1e-10)
+
+    def test_one_kernel_evaluation_per_step(self, monkeypatch):
+        """gp(x) then kl_divergence() (what VariationalELBO does) evaluates the kernel and factorises K_mm once."""
+        from gpytorch_vae.variational import prior_terms
+
+        x, y, noise = latent_data(10, seed=7)
+        gp = make_sparse_gp(x[::2].clone())
+        gp.train()
+        calls = []
+        original = prior_terms.WhitenedPriorTerms.compute.__func__
+        monkeypatch.setattr(prior_terms.WhitenedPriorTerms, "compute",
+                            classmethod(lambda cls, *a, **k: calls.append(1) or original(cls, *a, **k)))  # fmt: skip
+        gp.set_latent_data(x, y, noise, num_data=30)
+        likelihood = gpytorch.likelihoods.FixedNoiseGaussianLikelihood(noise=noise)
+        gpytorch.mlls.VariationalELBO(likelihood, gp, num_data=30)(gp(x), y).sum().backward()
+        assert len(calls) == 1

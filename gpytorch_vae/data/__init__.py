@@ -2,6 +2,7 @@
 IDX reader. Files are found through a ``data_dir`` argument or ``$GPYTORCH_VAE_DATA``."""
 
 from .batches import RowBatches
+from .healing_mnist import HealingMNIST
 from .mnist import DATA_ENV, load_mnist, read_idx
 from .moving_ball import (
     MovingBallBatch,
@@ -26,6 +27,7 @@ __all__ = [
     "DATA_ENV",
     "FactorizedSplits",
     "GeneratedImageSplit",
+    "HealingMNIST",
     "ImageSplit",
     "MultiClassRotatedMNIST",
     "MovingBallBatch",

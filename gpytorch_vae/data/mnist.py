@@ -121,7 +121,8 @@ def find_mnist_file(name: str, data_dir: str | None = None, download: bool = Tru
     except (RuntimeError, OSError) as error:
         raise FileNotFoundError(
             f"MNIST file {name} not found in {searched} and could not be downloaded into {folder} ({error}). Put the "
-            f"four files {', '.join(FILES)} into a folder and pass it as data_dir (--data-dir) or set ${DATA_ENV}."
+            f"four files {', '.join(FILES)} into a folder and pass it as data_dir (the examples: --data-dir) or set "
+            f"${DATA_ENV}."
         ) from None
 
 

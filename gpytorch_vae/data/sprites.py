@@ -36,7 +36,8 @@ def sheets_folder(root: str | None = None) -> str:
     root = root or os.environ.get(SPRITES_ENV)
     if not root:
         raise FileNotFoundError(
-            f"no SPRITES sheets given: pass the folder (--data-dir) or set ${SPRITES_ENV}. It must hold the LPC sheet "
+            f"no SPRITES sheets given: pass the folder as data_dir (the examples: --data-dir) or set ${SPRITES_ENV}. "
+            f"It must hold the LPC sheet "
             f"folders {', '.join(LAYERS)}, shoes of the public repository YingzhenLi/Sprites"
         )
     missing = [f"{name}/{i}.png" for name, count in (*((layer, 6) for layer in LAYERS), ("shoes", 2))

@@ -1,7 +1,8 @@
-"""Encoders and decoders of the papers' experiments."""
+"""Encoders and decoders: generic ones for any observation shape (MLPs, convolutional networks for any ``(C, H, W)``)
+and the papers' configurations (rotated MNIST, SPRITES), with the reference code's initialisations."""
 
 from .compile import compile_networks, compiler_available
-from .conv import ConvDecoder, ConvEncoder
+from .conv import ConvDecoder, ConvEncoder, ImageDecoder, ImageEncoder
 from .init import INITIALISATIONS, keras_init_, truncated_normal_init_
 from .mlp import MLPDecoder, MLPEncoder
 from .representation import RepresentationInputs, RepresentationNetwork, pretrain_representation
@@ -11,6 +12,8 @@ __all__ = [
     "INITIALISATIONS",
     "ConvDecoder",
     "ConvEncoder",
+    "ImageDecoder",
+    "ImageEncoder",
     "MLPDecoder",
     "MLPEncoder",
     "RepresentationInputs",

@@ -41,7 +41,10 @@ def compile_networks(*modules: torch.nn.Module, enabled: bool | None = None, dev
     if not available:
         if enabled:
             raise RuntimeError(f"cannot compile the networks: {reason}")
-        warnings.warn(f"{reason}; the networks run eagerly (pass --no-compile to silence this)", stacklevel=2)
+        warnings.warn(
+            f"{reason}; the networks run eagerly (pass enabled=False to silence this; the examples: --compile off)",
+            stacklevel=2,
+        )
         return False
     options.setdefault("dynamic", False)
     for module in modules:

@@ -81,3 +81,79 @@ class ConvDecoder(nn.Module):
         if self.condition_dim:
             h = torch.cat([h, _constant_channels(condition, 4, 4)], dim=1)
         return self.body(h).reshape(*lead, 28, 28)
+
+
+class ImageEncoder(nn.Module):
+    r"""A convolutional encoder for images of any shape ``(C, H, W)``: ``len(channels)`` blocks of
+    [Conv2d(3x3, stride 2, padding 1), activation] (each halves the height and width, rounding up), flatten,
+    Linear to :math:`2L`: the mean and log-variance of :math:`\tilde q(\mathbf z\mid\mathbf y)`.
+
+    :param image_shape: ``(C, H, W)`` (channels first) or, with ``channels_last``, ``(H, W, C)``.
+    :param latent_dim: :math:`L`.
+    :param channels: the channels of the convolution blocks.
+    :param activation: their activation (default ELU, the papers').
+    :param channels_last: images come as ``(..., H, W, C)`` (e.g. decoded PNGs) instead of ``(..., C, H, W)``.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int, channels=(32, 64),
+                 activation: type[nn.Module] = nn.ELU, channels_last: bool = False):  # fmt: skip
+        super().__init__()
+        c, h, w = _chw(image_shape, channels_last)
+        self.image_shape, self.channels_last = tuple(image_shape), channels_last
+        layers = []
+        for out in channels:
+            layers += [nn.Conv2d(c, out, 3, stride=2, padding=1), activation()]
+            c, h, w = out, (h + 1) // 2, (w + 1) // 2
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.head = nn.Linear(c * h * w, 2 * latent_dim)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """``images`` ``(*lead, *image_shape)`` -> mean, log-variance ``(*lead, L)``."""
+        lead = images.shape[: images.dim() - 3]
+        x = images.reshape(-1, *self.image_shape)
+        x = x.permute(0, 3, 1, 2) if self.channels_last else x
+        mean, log_var = self.head(self.features(x.to(self.head.weight))).chunk(2, dim=-1)
+        return mean.reshape(*lead, -1), log_var.reshape(*lead, -1)
+
+
+class ImageDecoder(nn.Module):
+    r"""A convolutional decoder for images of any shape ``(C, H, W)``: Linear from :math:`L` to
+    ``channels[0]`` feature maps of :math:`\lceil H/2^k\rceil\times\lceil W/2^k\rceil` (:math:`k` =
+    ``len(channels)``), :math:`k` blocks of [nearest Upsample x2, Conv2d(3x3, same), activation], a last Conv2d(3x3,
+    same) to ``C`` channels, cropped to ``H x W``: logits (Bernoulli) or means (Gaussian), no output activation.
+
+    :param latent_dim: :math:`L`.
+    :param image_shape: ``(C, H, W)``, or ``(H, W, C)`` with ``channels_last``.
+    :param channels: the channels of the upsampling blocks.
+    :param activation: their activation (default ELU).
+    :param channels_last: give images as ``(..., H, W, C)``.
+    """
+
+    def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], channels=(64, 32),
+                 activation: type[nn.Module] = nn.ELU, channels_last: bool = False):  # fmt: skip
+        super().__init__()
+        c, h, w = _chw(image_shape, channels_last)
+        self.image_shape, self.channels_last, self.size = tuple(image_shape), channels_last, (h, w)
+        k = len(channels)
+        self.start = (channels[0], -(-h // 2**k), -(-w // 2**k))
+        self.linear = nn.Linear(latent_dim, int(torch.tensor(self.start).prod()))
+        layers, previous = [], channels[0]
+        for out in channels:
+            layers += [nn.Upsample(scale_factor=2), nn.Conv2d(previous, out, 3, padding=1), activation()]
+            previous = out
+        self.body = nn.Sequential(*layers, nn.Conv2d(previous, c, 3, padding=1))
+
+    def forward(self, z: Tensor) -> Tensor:
+        """``z`` ``(*lead, L)`` -> images ``(*lead, *image_shape)``."""
+        lead = z.shape[:-1]
+        x = self.body(self.linear(z.reshape(-1, z.size(-1)).to(self.linear.weight)).reshape(-1, *self.start))
+        x = x[..., : self.size[0], : self.size[1]]
+        x = x.permute(0, 2, 3, 1) if self.channels_last else x
+        return x.reshape(*lead, *self.image_shape)
+
+
+def _chw(image_shape, channels_last: bool) -> tuple[int, int, int]:
+    if len(image_shape) != 3 or any(int(s) < 1 for s in image_shape):
+        raise ValueError(f"image_shape must be (C, H, W) (or (H, W, C) with channels_last), got {image_shape}")
+    h, w, c = image_shape if channels_last else (image_shape[1], image_shape[2], image_shape[0])
+    return int(c), int(h), int(w)

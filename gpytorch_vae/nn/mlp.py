@@ -1,30 +1,78 @@
-"""Small encoder/decoder networks used by the examples (the moving-ball protocol's MLPs and the like)."""
+"""Fully connected encoders and decoders for observations of any shape (the moving-ball protocol's MLPs are the
+one-hidden-layer tanh case)."""
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
 
-class MLPEncoder(torch.nn.Module):
-    r"""``in_dim -> hidden (tanh) -> 2L``: the mean and log-variance of :math:`\tilde q(\mathbf z_i\mid\mathbf y_i)`.
+def _layers(sizes: Sequence[int], activation: type[torch.nn.Module]) -> list[torch.nn.Module]:
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return layers
 
-    Returns ``(mean, log_var)``, each ``(..., L)``, as :class:`~gpytorch_vae.models.GPVAE` expects.
+
+def _hidden(hidden: int | Sequence[int]) -> list[int]:
+    sizes = [hidden] if isinstance(hidden, int) else list(hidden)
+    if not sizes or any(int(h) < 1 for h in sizes):
+        raise ValueError(f"hidden must be a positive size or a non-empty list of them, got {hidden}")
+    return [int(h) for h in sizes]
+
+
+class MLPEncoder(torch.nn.Module):
+    r"""``in_dim -> hidden... -> 2L``: the mean and log-variance of :math:`\tilde q(\mathbf z_i\mid\mathbf y_i)`.
+
+    Observations ``(..., *observation_shape)`` are flattened over ``observation_shape`` (default ``(in_dim,)``, e.g.
+    ``(28, 28)`` for images). Returns ``(mean, log_var)``, each ``(..., L)``, as
+    :class:`~gpytorch_vae.models.GPVAE` expects.
+
+    :param in_dim: the number of entries of one observation.
+    :param hidden: one hidden size, or a list of them (e.g. ``(256, 256)``).
+    :param latent_dim: :math:`L`.
+    :param activation: the hidden layers' activation (default tanh, the moving-ball protocol's).
+    :param observation_shape: the shape of one observation (its entries multiply to ``in_dim``).
     """
 
-    def __init__(self, in_dim: int, hidden: int, latent_dim: int):
+    def __init__(self, in_dim: int, hidden: int | Sequence[int], latent_dim: int,
+                 activation: type[torch.nn.Module] = torch.nn.Tanh,
+                 observation_shape: Sequence[int] | None = None):  # fmt: skip
         super().__init__()
-        self.net = torch.nn.Sequential(
-            torch.nn.Linear(in_dim, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 2 * latent_dim)
-        )
+        self.observation_shape = tuple(observation_shape or (in_dim,))
+        if torch.Size(self.observation_shape).numel() != in_dim:
+            raise ValueError(f"observation_shape {self.observation_shape} does not have in_dim = {in_dim} entries")
+        self.net = torch.nn.Sequential(*_layers([in_dim, *_hidden(hidden), 2 * latent_dim], activation))
 
     def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        mean, log_var = self.net(y).chunk(2, dim=-1)
+        flat = y.flatten(y.dim() - len(self.observation_shape)) if len(self.observation_shape) > 1 else y
+        mean, log_var = self.net(flat).chunk(2, dim=-1)
         return mean, log_var
 
 
 class MLPDecoder(torch.nn.Sequential):
-    """``L -> hidden (tanh) -> out_dim``: logits (Bernoulli) or means (Gaussian) of the observation."""
+    """``L -> hidden... -> out_dim``: logits (Bernoulli) or means (Gaussian) of the observation, reshaped to
+    ``observation_shape`` when given.
 
-    def __init__(self, latent_dim: int, hidden: int, out_dim: int):
-        super().__init__(torch.nn.Linear(latent_dim, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, out_dim))
+    :param latent_dim: :math:`L`.
+    :param hidden: one hidden size, or a list of them.
+    :param out_dim: the number of entries of one observation.
+    :param activation: the hidden layers' activation (default tanh).
+    :param observation_shape: the shape of one observation (default ``(out_dim,)``).
+    """
+
+    def __init__(self, latent_dim: int, hidden: int | Sequence[int], out_dim: int,
+                 activation: type[torch.nn.Module] = torch.nn.Tanh,
+                 observation_shape: Sequence[int] | None = None):  # fmt: skip
+        super().__init__(*_layers([latent_dim, *_hidden(hidden), out_dim], activation))
+        self.observation_shape = tuple(observation_shape or (out_dim,))
+        if torch.Size(self.observation_shape).numel() != out_dim:
+            raise ValueError(f"observation_shape {self.observation_shape} does not have out_dim = {out_dim} entries")
+
+    def forward(self, z: Tensor) -> Tensor:
+        out = super().forward(z)
+        return out if len(self.observation_shape) == 1 else out.unflatten(-1, self.observation_shape)

@@ -22,7 +22,7 @@ def load_checkpoint(path: str, map_location=None) -> dict:
     """Load a checkpoint written by :func:`save_checkpoint`; a missing, empty, truncated or foreign file raises
     :class:`CheckpointError` naming it."""
     if not os.path.exists(path):
-        raise CheckpointError(f"checkpoint {path} does not exist (drop --resume to start a new run)")
+        raise CheckpointError(f"checkpoint {path} does not exist (resume=False starts a new run)")
     size = os.path.getsize(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)

@@ -211,7 +211,7 @@ def run_epochs(
             if saved["epoch"] > epochs:
                 raise ValueError(
                     f"checkpoint {checkpoint} holds {saved['epoch']} epochs, more than the {epochs} asked for: pass "
-                    f"at least {saved['epoch']} epochs to continue it, or drop --resume to start afresh"
+                    f"at least {saved['epoch']} epochs to continue it, or resume=False to start afresh"
                 )
             load_state(saved)
             for name, obj in extra_state.items():

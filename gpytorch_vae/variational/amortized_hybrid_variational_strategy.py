@@ -22,6 +22,10 @@ from .prior_terms import WhitenedPriorTerms
 Conditioning = Union[LatentBatch, WhitenedLatentStatistics]
 
 
+def _same_points(x: Tensor, stored: Tensor) -> bool:
+    return x is stored or (x.shape == stored.shape and x.dtype == stored.dtype and bool(torch.equal(x, stored)))
+
+
 class AmortizedHybridVariationalStrategy(_VariationalStrategy):
     r"""SVGP-VAE's amortized sparse GP (Jazbec et al. 2021, Sec. 3.4) as a GPyTorch variational strategy.
 
@@ -298,6 +302,12 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         posterior = self._fresh_posterior()
         self._posterior_memo = posterior if self.training else None
         q_v = posterior.whitened_posterior
+        batch = posterior.latent_batch
+        if not kwargs and batch is not None and _same_points(x, batch.x):
+            # predicting at the stored batch's inputs (e.g. VariationalELBO on the batch): the posterior already holds
+            # their prior terms, so the kernel is evaluated and K_mm factorised once per step
+            terms = posterior.prior_terms
+            return self._model_dtype(terms.predictive(q_v.loc, q_v.scale_tril, diag=diag and self.training))
         return Module.__call__(self, x, self.inducing_points, q_v.loc, q_v.scale_tril, diag=diag, **kwargs)
 
     def conditional(self, x: Tensor, whitened_inducing_values: Tensor, diag: bool = True) -> MultivariateNormal:
