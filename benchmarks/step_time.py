@@ -2,9 +2,9 @@
 
 python benchmarks/step_time.py --threads 1 --rounds 7 --json benchmarks/results/step_time_1thread.json
 
-For each model the *step* is the trainer's own step function (``gpytorch_vae.training.geco_step`` / ``svi_step``)
-on the protocol's batches; GPPVAE's phases are timed as whole ``fit_gppvae`` epochs (their per-epoch Taylor anchor
-included) divided by the steps of an epoch. The *floor* is the same networks as a plain PyTorch VAE step: encoder,
+For each model the *step* is ``gpytorch_vae.training.train_step`` of the model's objective (what ``fit`` runs
+per batch) on the protocol's batches; GPPVAE's phases are timed as whole ``fit_gppvae`` epochs (their per-epoch
+Taylor anchor included) divided by the steps of an epoch. The *floor* is the same networks as a plain PyTorch VAE step: encoder,
 reparameterised sample, decoder, the model's likelihood, N(0, I) KL, Adam; no Pyro, no GP (Deep SVIGP: its decoder
 alone). Both run eagerly and with the networks (and, for the step, the SVGP-VAE's GP core,
 ``gpytorch_vae.settings.compile_gp``) under ``torch.compile``; compile time is reported separately. All
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -27,16 +28,15 @@ import numpy as np
 import pyro
 import torch
 from experiments import moving_ball as ball
-from experiments.rotated_mnist import KAPPA2, MODELS, build_model, model_splits
+from experiments.rotated_mnist import MODELS, build_model, model_splits
 
 import gpytorch_vae
-from gpytorch_vae import GECO
 from gpytorch_vae.baselines import fit_gppvae
 from gpytorch_vae.data import MovingBallGenerator, MovingBallStream, load_rotated_mnist
+from gpytorch_vae.likelihoods import BernoulliLikelihood
 from gpytorch_vae.nn import compile_networks
-from gpytorch_vae.objectives import ScaledLossOptimizer
-from gpytorch_vae.training import adam as fused_adam
-from gpytorch_vae.training import geco_step, svi_step, trainable_parameters
+from gpytorch_vae.objectives import ELBO
+from gpytorch_vae.training import adam, train_step, trainable_parameters
 
 ROTATED = ("svgpvae", "cvae", "fgpvae", "deep-svigp", "deep-svigp-mean")
 GPPVAE_PHASES = {"gppvae VAE phase": (1, 0, 0), "gppvae GP phase": (0, 1, 0), "gppvae joint phase": (0, 0, 1)}
@@ -93,8 +93,10 @@ def plain_step(encoder, decoder, likelihood: str, latent_dim: int, condition=Non
     return step
 
 
-def adam(model):
-    return fused_adam(trainable_parameters(model), lr=1e-3)
+def objective_step(objective):
+    """``fit``'s step of ``objective`` with Adam (lr 1e-3) as a function of a batch."""
+    optimizer = objective.prepare_optimizer(adam(trainable_parameters(objective), lr=1e-3))
+    return lambda *batch: train_step(objective, optimizer, batch)
 
 
 def rotated_variants(name: str, data) -> tuple[Variant, Variant]:
@@ -103,27 +105,14 @@ def rotated_variants(name: str, data) -> tuple[Variant, Variant]:
     batches = list(zip(x.split(MODELS[name].batch_size), y.split(MODELS[name].batch_size)))[:3]
     pyro.set_rng_seed(0)
     model = build_model(name, data, train)
+    step = objective_step(MODELS[name].objective(model, len(x), None, math.inf))
     if name.startswith("deep-svigp"):
-        if name == "deep-svigp":
-            step = svi_step(model, adam(model), len(x), direct=True)
-        else:
-            optimizer = adam(model)
-
-            def step(xb, yb):
-                loss = -model.mean_decoded_elbo(xb, yb, len(x))["elbo"]
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-
         decoder = copy.deepcopy(model.decoder)
         floor = plain_step(None, decoder, "gaussian", 16)
         return Variant(name, step, batches, [model.decoder]), Variant(name + " floor", floor, batches, [decoder])
-    if MODELS[name].train.__name__ == "train_geco":
-        step = geco_step(model, GECO(kappa2=KAPPA2), ScaledLossOptimizer(adam(model)), len(x))
-    else:
-        step = svi_step(model, adam(model), len(x), direct=True)
     encoder, decoder = copy.deepcopy(model.encoder), copy.deepcopy(model.decoder)
-    floor = plain_step(encoder, decoder, model.likelihood, model.latent_dim, model.condition_features)
+    kind = "bernoulli" if isinstance(model.likelihood, BernoulliLikelihood) else "gaussian"
+    floor = plain_step(encoder, decoder, kind, model.latent_dim, model.condition_features)
     return (
         Variant(name, step, batches, [model.encoder, model.decoder]),
         Variant(name + " floor", floor, batches, [encoder, decoder]),
@@ -153,7 +142,7 @@ def ball_variants(name: str) -> tuple[Variant, Variant]:
     model = ball.build_model(name, num_inducing=15)
     stream = MovingBallStream(MovingBallGenerator(), 35, seed=0)
     batches = [(ball.gp_inputs(b), b.frames) for b in itertools.islice(stream, 3)]
-    step = svi_step(model, adam(model), None, loss_scale=1 / 35, direct=True)
+    step = objective_step(ELBO(model, None, loss_scale=1 / 35))
     encoder, decoder = copy.deepcopy(model.encoder), copy.deepcopy(model.decoder)
     floor = plain_step(encoder, decoder, "bernoulli", 2)
     return (

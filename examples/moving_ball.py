@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lengthscale-init", type=positive_float, default=None,
                         help="default: 1.0 if learned, else the true one")  # fmt: skip
     parser.add_argument("--lr", type=positive_float, default=1e-3)
+    parser.add_argument("--prior-lr", type=positive_float, default=None,
+                        help="learning rate of the latent prior's parameters (lengthscale, inducing points); "
+                        "default: --lr")  # fmt: skip
     parser.add_argument("--log-every", type=positive_int, default=100, help="steps per checkpoint and trace point")
     parser.add_argument("--init", choices=("torch", "truncated-normal"), default="truncated-normal",
                         help="network initialisation: the reference code's (default) or PyTorch's")  # fmt: skip
@@ -48,7 +51,7 @@ def main(argv=None) -> None:
         inducing_init_kind=args.inducing_init, true_lengthscale=args.true_lengthscale,
         lengthscale_init=args.lengthscale_init, lr=args.lr, log_every=args.log_every, device=args.device,
         out=args.out, resume=args.resume, plots=not args.no_plots, network_init=args.init,
-        compile=COMPILE[args.compile],
+        compile=COMPILE[args.compile], prior_lr=args.prior_lr,
     )  # fmt: skip
     print(json.dumps(strict_json_value(metrics), indent=2))
 

@@ -20,7 +20,7 @@ from gpytorch_vae.metrics import affine_align
 from gpytorch_vae.nn import INITIALISATIONS, MLPDecoder, MLPEncoder, compile_networks
 from gpytorch_vae.objectives import ELBO
 from gpytorch_vae.priors import ExactLatentPrior, IndependentLatentPrior, SparseLatentPrior
-from gpytorch_vae.training import Evaluation, epoch_timing, fit
+from gpytorch_vae.training import Evaluation, adam, epoch_timing, fit, prior_parameter_groups
 
 MODELS = ("vae", "gpvae", "svgpvae")
 LATENT_DIM = 2
@@ -182,11 +182,13 @@ def run(
     plots: bool = True,
     network_init: str = "truncated-normal",
     compile: bool | None = None,
+    prior_lr: float | None = None,
 ) -> dict:
     """Train one model on fresh moving-ball batches and evaluate it on the fixed test batch; writes (atomically)
     ``out/metrics.json``, ``out/history.json``, ``out/paths.png`` and, when learned, ``out/lengthscale.png`` /
     ``out/inducing.png``; a checkpoint every ``log_every`` steps holds the model, the optimiser, the data stream's
-    position and the history, so ``resume`` continues exactly. Returns the metrics."""
+    position and the history, so ``resume`` continues exactly. ``prior_lr``: Adam's learning rate of the latent
+    prior's parameters (lengthscale, inducing points; default ``lr``). Returns the metrics."""
     if steps < log_every or steps % log_every:
         raise ValueError(f"steps ({steps}) must be a positive multiple of log_every ({log_every})")
     with RunFolder(out):
@@ -203,10 +205,11 @@ def run(
         run_config = dict(model=model, inducing=inducing, seed=seed, learn_lengthscale=learn_lengthscale,
                           learn_inducing=learn_inducing, inducing_init=inducing_init_kind,
                           true_lengthscale=true_lengthscale, lengthscale_init=init, lr=lr, batch_size=batch_size,
-                          log_every=log_every, network_init=network_init)  # fmt: skip
+                          log_every=log_every, network_init=network_init, prior_lr=prior_lr)  # fmt: skip
+        optimizer = lambda _: adam(prior_parameter_groups(vae, lr, lr if prior_lr is None else prior_lr))  # noqa: E731
         # every batch is 35 whole videos (num_data None); the loss is averaged over them
         result = fit(ELBO(vae, None, loss_scale=1.0 / batch_size), VideoBatches(MovingBallStream(generator,
-                     batch_size, seed=seed)), steps=steps, log_every=log_every, lr=lr, callbacks=[trace],
+                     batch_size, seed=seed)), steps=steps, log_every=log_every, optimizer=optimizer, callbacks=[trace],
                      checkpoint=os.path.join(out, "checkpoint.pt"), resume=resume, progress=progress, device=device,
                      run_config=run_config)  # fmt: skip
         timing = result.history
@@ -229,6 +232,7 @@ def run(
             "inducing_init": inducing_init_kind,
             "network_init": network_init,
             "final_loss": timing["loss"][-1] if timing.get("loss") else None,
+            "prior_lr": prior_lr,
         }
         write_json(os.path.join(out, "metrics.json"), metrics)
         write_json(os.path.join(out, "history.json"), history, indent=None)

@@ -23,12 +23,24 @@ CHECKPOINT_FORMAT = 3
 def adam(parameters, lr: float = 1e-3) -> torch.optim.Adam:
     """:class:`torch.optim.Adam` with its fused implementation where the parameters' devices support it (CPU and
     CUDA: one kernel for all parameters, about 4x faster than the default for the rotated-MNIST models on one CPU
-    thread), else the default one. The update is Adam's either way."""
+    thread), else the default one. The update is Adam's either way. ``parameters`` may be parameter groups (dicts
+    with their own ``lr``, e.g. :func:`prior_parameter_groups`)."""
     parameters = list(parameters)
     try:
         return torch.optim.Adam(parameters, lr=lr, fused=True)
     except (RuntimeError, TypeError):
         return torch.optim.Adam(parameters, lr=lr)
+
+
+def prior_parameter_groups(model: torch.nn.Module, lr: float, prior_lr: float) -> list[dict]:
+    """Optimizer parameter groups of a :class:`~gpytorch_vae.models.GPVAE`: the latent prior's trainable parameters
+    (kernel hyperparameters, inducing points, GP-LVM vectors) at ``prior_lr``, the rest (networks, likelihood) at
+    ``lr``; e.g. ``fit(..., optimizer=lambda _: adam(prior_parameter_groups(vae, 1e-3, 1e-2)))``."""
+    prior = {id(p) for p in model.latent_prior.parameters()}
+    trainable = trainable_parameters(model)
+    groups = [{"params": [p for p in trainable if id(p) not in prior], "lr": lr},
+              {"params": [p for p in trainable if id(p) in prior], "lr": prior_lr}]  # fmt: skip
+    return [group for group in groups if group["params"]]
 
 
 def trainable_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -146,6 +158,18 @@ def _check_config(saved: Mapping | None, current: Mapping | None, path: str) -> 
             f"checkpoint {path} was written by a run with other settings ({'; '.join(differences)}): resuming would "
             f"mix two runs. Resume with the same settings, or start afresh in another folder."
         )
+
+
+def train_step(objective: Objective, optimizer, batch, max_grad_norm: float | None = None,
+               on_nonfinite: str = "raise", forward=None) -> ObjectiveTerms | None:  # fmt: skip
+    """One training step, as :func:`fit` takes it: ``terms = objective(*batch)`` (through ``forward``, e.g. the
+    objective in DDP, when given), a guarded backward pass (:func:`~gpytorch_vae.training.guarded_step`) and
+    ``objective.step(optimizer, terms)``. Returns the terms, or ``None`` for a skipped step. ``optimizer`` is the one
+    :meth:`Objective.prepare_optimizer` gave."""
+    terms: ObjectiveTerms = (objective if forward is None else forward)(*batch)
+    if not guarded_step(terms.loss, optimizer, max_grad_norm, on_nonfinite, lambda: objective.step(optimizer, terms)):
+        return None
+    return terms
 
 
 def _optimizer_factory(optimizer, lr: float | None):
@@ -306,11 +330,11 @@ def fit(
             "rng_state": torch.get_rng_state(),
         }, checkpoint)  # fmt: skip
 
-    def train_step(batch) -> dict | None:
+    def one_step(batch) -> dict | None:
         if device is not None:
             batch = tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in batch)
-        terms: ObjectiveTerms = forward(*batch)
-        if not guarded_step(terms.loss, opt, max_grad_norm, on_nonfinite, lambda: objective.step(opt, terms)):
+        terms = train_step(objective, opt, batch, max_grad_norm, on_nonfinite, forward)
+        if terms is None:
             return None
         fit_state.step += 1
         return terms.logs()
@@ -327,7 +351,7 @@ def fit(
         while fit_state.epoch < periods:
             logs, skipped, started = [], 0, time.perf_counter()
             for batch in batches.period(log_every):
-                log = train_step(batch)
+                log = one_step(batch)
                 if log is None:
                     skipped += 1
                 else:

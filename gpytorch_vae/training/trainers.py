@@ -10,8 +10,7 @@ from torch import Tensor
 
 from ..objectives import ELBO, GECOObjective, ScaledLossOptimizer
 from ..objectives.elbo import PyroELBO
-from .fit import Callback, adam, fit, trainable_parameters
-from .loop import guarded_step
+from .fit import Callback, adam, fit, train_step, trainable_parameters
 
 __all__ = ["adam", "fit_geco", "fit_svi", "geco_step", "svi_step", "trainable_parameters"]
 
@@ -76,12 +75,8 @@ def fit_geco(vae, geco, batches, num_data: int | None, epochs: int, lr: float = 
 
 def _step(objective, optimizer, max_grad_norm, on_nonfinite) -> Callable[[Tensor, Tensor], dict | None]:
     def step(x, y):
-        terms = objective(x, y)
-        if not guarded_step(
-            terms.loss, optimizer, max_grad_norm, on_nonfinite, lambda: objective.step(optimizer, terms)
-        ):
-            return None
-        return terms.logs()
+        terms = train_step(objective, optimizer, (x, y), max_grad_norm, on_nonfinite)
+        return None if terms is None else terms.logs()
 
     return step
 

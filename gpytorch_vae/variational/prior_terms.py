@@ -9,7 +9,10 @@ from gpytorch.distributions import MultivariateNormal
 from linear_operator import to_dense
 from linear_operator.operators import DenseLinearOperator, DiagLinearOperator, LinearOperator, MatmulLinearOperator
 from linear_operator.utils.cholesky import psd_safe_cholesky
+from linear_operator.utils.errors import NotPSDError
 from torch import Tensor
+
+from .diagnostics import check_prior_covariance, not_positive_definite
 
 
 @dataclass(frozen=True)
@@ -59,9 +62,13 @@ class WhitenedPriorTerms:
         dtype = compute_dtype or rows.dtype
         rows, mean = rows.to(dtype), full_output.mean.to(dtype)
         induc_induc = rows[..., :num_inducing]
+        check_prior_covariance(rows, prior_model, inducing_points, "inducing points")
         induc_induc = induc_induc + jitter * torch.eye(num_inducing, dtype=induc_induc.dtype, device=induc_induc.device)
-        # psd_safe_cholesky retries with more jitter and warns (NumericalWarning); it raises NotPSDError on failure.
-        chol = psd_safe_cholesky(induc_induc)
+        # psd_safe_cholesky retries with more jitter and warns (NumericalWarning); on failure the library's message
+        try:
+            chol = psd_safe_cholesky(induc_induc)
+        except NotPSDError as error:
+            raise ValueError(not_positive_definite(prior_model, inducing_points, "inducing points", jitter)) from error
         interp = torch.linalg.solve_triangular(chol, rows[..., num_inducing:], upper=False)
         data_covar = full_covar[..., num_inducing:, num_inducing:]
         return cls(

@@ -1,0 +1,69 @@
+"""The library's own message for a prior covariance that cannot be factorised, naming the likely cause."""
+
+from __future__ import annotations
+
+import math
+
+import gpytorch
+import torch
+from torch import Tensor
+
+from ..settings import validate_values
+
+
+def suspicious_hyperparameters(model: torch.nn.Module) -> list[str]:
+    """``name = value`` of the GPyTorch hyperparameters of ``model`` (through their constraints) that are not finite
+    or are zero (e.g. a lengthscale of 0, a NaN outputscale)."""
+    found = []
+    for prefix, module in _gpytorch_modules(model):
+        for name, parameter, constraint in module.named_parameters_and_constraints():
+            if constraint is None:  # e.g. inducing points: inputs, not hyperparameters
+                continue
+            value = constraint.transform(parameter).detach()
+            if not bool(torch.isfinite(value).all()) or bool((value == 0).any()):
+                found.append(f"{prefix}{name.replace('raw_', '')} = {value.flatten()[:4].tolist()}")
+    return found
+
+
+def _gpytorch_modules(module: torch.nn.Module, prefix: str = ""):
+    """The outermost GPyTorch modules of ``module`` (each covers its own submodules), with their name prefixes."""
+    if isinstance(module, gpytorch.Module):
+        yield prefix, module
+        return
+    for name, child in module.named_children():
+        yield from _gpytorch_modules(child, f"{prefix}{name}.")
+
+
+def check_prior_covariance(covariance: Tensor, model: torch.nn.Module, inputs: Tensor, what: str) -> None:
+    """Raise a :class:`ValueError` naming the likely cause when the prior ``covariance`` of ``inputs`` (e.g.
+    :math:`\\mathbf K_{mm}` of the inducing points) holds NaN or inf: non-finite inputs, or kernel hyperparameters
+    that are not finite or zero. Checked as :class:`gpytorch_vae.settings.validate_values` says."""
+    if not validate_values.applies_to(covariance) or bool(torch.isfinite(covariance).all()):
+        return
+    raise ValueError(f"the prior covariance of the {what} holds NaN or inf: {likely_cause(model, inputs, what)}")
+
+
+def likely_cause(model: torch.nn.Module, inputs: Tensor, what: str) -> str:
+    causes = []
+    if not bool(torch.isfinite(inputs).all()):
+        causes.append(f"the {what} hold NaN or inf values")
+    hyperparameters = suspicious_hyperparameters(model)
+    if hyperparameters:
+        causes.append("kernel hyperparameters are not finite or zero: " + ", ".join(hyperparameters))
+    if not causes:
+        causes.append("the kernel gives NaN for these inputs (check its parameters and the inputs' scale)")
+    return "; ".join(causes)
+
+
+def not_positive_definite(model: torch.nn.Module, inputs: Tensor, what: str, jitter: float) -> str:
+    """The message for a covariance that stays indefinite with jitter."""
+    close = ""
+    if inputs.dim() >= 2 and inputs.size(-2) > 1 and bool(torch.isfinite(inputs).all()):
+        distance = torch.cdist(inputs.reshape(-1, *inputs.shape[-2:]).double(),
+                               inputs.reshape(-1, *inputs.shape[-2:]).double())  # fmt: skip
+        distance = distance + torch.eye(inputs.size(-2), dtype=distance.dtype) * math.inf
+        close = f"; the closest two {what} are {distance.min().item():.3g} apart (duplicates make it singular)"
+    hyperparameters = suspicious_hyperparameters(model)
+    bad = "; kernel hyperparameters: " + ", ".join(hyperparameters) if hyperparameters else ""
+    return (f"the prior covariance of the {what} is not positive definite even with jitter {jitter:g}" + close + bad
+            + ": check the kernel (e.g. a negative variance), or raise the jitter (jitter_val)")  # fmt: skip
