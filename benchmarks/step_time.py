@@ -4,9 +4,9 @@ python benchmarks/step_time.py --threads 1 --rounds 7 --json benchmarks/results/
 
 For each model the *step* is ``gpytorch_vae.training.train_step`` of the model's objective (what ``fit`` runs
 per batch) on the protocol's batches; GPPVAE's phases are timed as whole ``fit_gppvae`` epochs (their per-epoch
-Taylor anchor included) divided by the steps of an epoch. The *floor* is the same networks as a plain PyTorch VAE step: encoder,
-reparameterised sample, decoder, the model's likelihood, N(0, I) KL, Adam; no Pyro, no GP (Deep SVIGP: its decoder
-alone). Both run eagerly and with the networks (and, for the step, the SVGP-VAE's GP core,
+Taylor anchor included) divided by the steps of an epoch. The *floor* is the same networks as a plain PyTorch VAE
+step: encoder, reparameterised sample, decoder, the model's likelihood, N(0, I) KL, Adam; no Pyro, no GP (Deep
+SVIGP: its decoder alone). Both run eagerly and with the networks (and, for the step, the SVGP-VAE's GP core,
 ``gpytorch_vae.settings.compile_gp``) under ``torch.compile``; compile time is reported separately. All
 variants take turns, ``--rounds`` rounds of ``--steps`` steps, so they see the same machine; the table reports
 medians over rounds and the ratio step / floor.
