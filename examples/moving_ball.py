@@ -8,7 +8,16 @@ from __future__ import annotations
 import argparse
 import json
 
-from experiments.cli import COMPILE, add_common, add_compile, apply_threads, positive_float, positive_int, run_main
+from experiments.cli import (
+    COMPILE,
+    add_common,
+    add_compile,
+    apply_threads,
+    bounded,
+    positive_float,
+    positive_int,
+    run_main,
+)
 from experiments.moving_ball import MODELS, run
 
 from gpytorch_vae.io import strict_json_value
@@ -22,9 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--learn-lengthscale", action="store_true")
     parser.add_argument("--learn-inducing", action="store_true")
     parser.add_argument("--inducing-init", choices=["even", "bunched"], default="even")
-    parser.add_argument("--true-lengthscale", type=positive_float, default=2.0,
+    parser.add_argument("--true-lengthscale", type=bounded(float, 0.1, 100.0), default=2.0,
                         help="lengthscale of the data generator")  # fmt: skip
-    parser.add_argument("--lengthscale-init", type=positive_float, default=None,
+    parser.add_argument("--lengthscale-init", type=bounded(float, 0.01, 1000.0), default=None,
                         help="default: 1.0 if learned, else the true one")  # fmt: skip
     parser.add_argument("--lr", type=positive_float, default=1e-3)
     parser.add_argument("--prior-lr", type=positive_float, default=None,

@@ -14,6 +14,7 @@ from experiments.cli import (
     add_common,
     add_compile,
     apply_threads,
+    bounded,
     nonnegative_int,
     positive_float,
     positive_int,
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lambda-max", type=positive_float, default=None,
                         help="bound on GECO's lambda (default: the model's; none for svgpvae)")  # fmt: skip
     parser.add_argument("--network-dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--max-variance", type=positive_float, default=None,
+    parser.add_argument("--max-variance", type=bounded(float, 1.01e-3, 1e12), default=None,
                         help="upper clip of the encoder variances (default: 10, the protocol)")  # fmt: skip
     parser.add_argument("--shuffle", action="store_true", help="a new random batch order every epoch")
     parser.add_argument("--dataset", default="3", choices=("3", "36", "13679", "0123456789"),
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rotate digit 3's images per batch like the other sets (default: stored)")  # fmt: skip
     parser.add_argument("--inducing-points", type=positive_int, default=32,
                         help="m of the sparse GPs (Fig. 6: 8, 16, 24, 32)")  # fmt: skip
-    parser.add_argument("--object-dim", type=positive_int, default=8,
+    parser.add_argument("--object-dim", type=bounded(int, 1, 400), default=8,
                         help="GP-LVM dimension M (Fig. 6, GPPVAE: 8, 16, 24, 32; rank H = 16 M)")  # fmt: skip
     parser.add_argument("--batch-size", type=positive_int, default=None,
                         help="images per global batch (default: the protocol's 256; fgpvae 220)")  # fmt: skip

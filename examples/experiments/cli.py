@@ -29,6 +29,27 @@ def positive_float(text: str) -> float:
     return value
 
 
+def bounded(kind, low, high):
+    """An argparse type: ``kind`` (int or float) in ``[low, high]``, finite."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be a{'n integer' if kind is int else ' number'}, got {text}"
+            ) from None
+        if not (low <= value <= high):
+            raise argparse.ArgumentTypeError(f"must lie in [{low:g}, {high:g}], got {text}")
+        return value
+
+    return parse
+
+
+#: seeds go to random, numpy (which takes 32 bits) and torch
+seed = bounded(int, 0, 2**32 - 1)
+
+
 def device(text: str) -> str:
     try:
         parsed = torch.device(text)
@@ -36,12 +57,16 @@ def device(text: str) -> str:
         raise argparse.ArgumentTypeError(f"not a torch device: {text!r} ({error})") from None
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise argparse.ArgumentTypeError(f"{text}: CUDA is not available on this machine")
+    if parsed.type == "mps" and not (torch.backends.mps.is_available()):
+        raise argparse.ArgumentTypeError(f"{text}: MPS is not available on this machine")
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"{text}: runs on cpu, cuda or mps devices")
     return text
 
 
 def add_common(parser: argparse.ArgumentParser, out: str) -> None:
     """--seed --device --threads --out --resume."""
-    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--device", type=device, default="cpu")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", default=out, help="output folder (metrics.json, figures, checkpoint.pt)")
@@ -65,10 +90,12 @@ COMPILE = {"auto": None, "on": True, "off": False}
 def run_main(main, argv=None) -> None:
     """Run an example's ``main(argv)``; the library's training and data errors end it with their message and exit code
     1 instead of a traceback (they already say what happened and what to do)."""
+    from gpytorch_vae.io import RunFolderBusy
     from gpytorch_vae.training import CheckpointError, DivergenceError, NonFiniteLossError
 
     try:
         main(argv)
-    except (CheckpointError, DivergenceError, NonFiniteLossError, FileNotFoundError, ValueError) as error:
+    except (CheckpointError, DivergenceError, NonFiniteLossError, RunFolderBusy, OSError, ValueError,
+            MemoryError) as error:  # fmt: skip
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -151,8 +151,7 @@ class GPPVAEObjective(Objective):
         model = self.model
         if self.phase == "vae":
             out = model.vae(self.x[rows], y_batch, self.num_data)
-            y_batch = model.vae.prepare_observations(y_batch)
-            reconstruction = model.vae.likelihood.total_log_prob(out.output, y_batch)
+            reconstruction = model.vae.likelihood.total_log_prob(out.output, out.observations)
             kl = out.posterior.kl_divergence()
             return ObjectiveTerms((-reconstruction + kl.to(reconstruction)) / len(rows))
         anchor, gradient = self.anchor

@@ -8,6 +8,7 @@ Rendering all 1296 x 72 frames takes about a minute; they are cached as uint8 (1
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import random
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..io import atomic_write
+from ..io import TMP_SUFFIX, atomic_write
 
 SPRITES_ENV = "GPYTORCH_VAE_SPRITES"
 NUM_CHARACTERS = 1296
@@ -49,11 +50,33 @@ def sheets_folder(root: str | None = None) -> str:
     return root
 
 
+SHEET_SIZE = (1344, 832)  # width, height of an LPC sheet: 21 rows x 13 columns of 64 x 64 frames
+FRAMES_SHAPE = (NUM_CHARACTERS, FRAMES_PER_CHARACTER, 64, 64, 3)
+
+
+def _read_sheet(path: str) -> np.ndarray:
+    """One sprite sheet as RGBA float64; a file that is not a readable PNG of the LPC size is named."""
+    from PIL import Image, UnidentifiedImageError  # Pillow: an optional dependency (pip install pillow)
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"sprite sheet {path} is not a file: the sheets folder must hold {{layer}}/{{i}}.png")
+    try:
+        with Image.open(path) as image:
+            if image.format != "PNG" or image.size != SHEET_SIZE:
+                raise ValueError(
+                    f"sprite sheet {path} is a {image.format} image of {image.size[0]} x {image.size[1]} pixels; an "
+                    f"LPC sheet is a PNG of {SHEET_SIZE[0]} x {SHEET_SIZE[1]}: fetch the sheets of YingzhenLi/Sprites "
+                    f"again"
+                )
+            return np.asarray(image.convert("RGBA"), dtype=np.float64)  # palette PNGs carry transparency
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"sprite sheet {path} cannot be read as an image ({error}): it is damaged or not a PNG; "
+                         f"fetch it again") from None  # fmt: skip
+
+
 def _frames_of_sheet(path: str) -> np.ndarray:
     """The 72 frames of one sheet, RGBA float64 ``(72, 64, 64, 4)``, in pose order ``a = 8 * label + t``."""
-    from PIL import Image  # Pillow: an optional dependency (pip install pillow)
-
-    sheet = np.asarray(Image.open(path).convert("RGBA"), dtype=np.float64)  # palette PNGs carry transparency
+    sheet = _read_sheet(path)
     frames = [sheet[64 * row : 64 * row + 64, 64 * column : 64 * column + 64]
               for rows, columns in zip(ROWS, COLUMNS) for row in rows for column in columns]  # fmt: skip
     return np.stack(frames)
@@ -104,17 +127,45 @@ def _cache_key(root: str) -> str:
     return digest.hexdigest()[:12]
 
 
+def cache_folder(cache_dir: str | None) -> str:
+    """The folder of cached frames (default ``~/.cache/gpytorch_vae``), created and checked writable before any
+    rendering; stale temporary files of killed writes are removed."""
+    cache_dir = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "gpytorch_vae")
+    if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+        raise NotADirectoryError(f"the cache folder {cache_dir} is a file: pass a folder as cache_dir")
+    os.makedirs(cache_dir, exist_ok=True)
+    if not os.access(cache_dir, os.W_OK):
+        raise PermissionError(f"the cache folder {cache_dir} is not writable: pass another cache_dir")
+    for stale in glob.glob(os.path.join(cache_dir, "sprites_frames_*" + TMP_SUFFIX)):
+        os.remove(stale)
+    return cache_dir
+
+
+def open_frames_cache(path: str) -> np.ndarray:
+    """The cached frames, memory-mapped, after checking the file: a truncated, empty or foreign file is named with
+    what to do."""
+    advice = "delete it to render the frames again"
+    try:
+        frames = np.load(path, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as error:
+        raise ValueError(f"the SPRITES cache {path} cannot be read ({error}): {advice}") from None
+    if frames.shape != FRAMES_SHAPE or frames.dtype != np.uint8:
+        raise ValueError(f"the SPRITES cache {path} holds {frames.dtype} {frames.shape}, not uint8 {FRAMES_SHAPE}: "
+                         f"{advice}")  # fmt: skip
+    return frames
+
+
 def load_sprite_frames(root: str | None = None, cache_dir: str | None = None) -> np.ndarray:
     """:func:`render_sprites`, cached as ``sprites_frames_<hash of the sheets>.npy`` in ``cache_dir`` (default
-    ``~/.cache/gpytorch_vae``, created if needed) and memory-mapped when read back."""
+    ``~/.cache/gpytorch_vae``, created if needed; :func:`cache_folder`) and memory-mapped when read back
+    (:func:`open_frames_cache`)."""
     root = sheets_folder(root)
-    cache_dir = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "gpytorch_vae")
+    cache_dir = cache_folder(cache_dir)
     path = os.path.join(cache_dir, f"sprites_frames_{_cache_key(root)}.npy")
     if not os.path.exists(path):
         frames = render_sprites(root)
-        os.makedirs(cache_dir, exist_ok=True)
         atomic_write(path, lambda f: np.save(f, frames))
-    return np.load(path, mmap_mode="r")
+    return open_frames_cache(path)
 
 
 @dataclass(frozen=True)

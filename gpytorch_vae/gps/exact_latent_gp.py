@@ -15,7 +15,7 @@ from gpytorch.models import ExactGP
 from gpytorch.models.exact_prediction_strategies import prediction_strategy
 from torch import Tensor
 
-from ..variational.latent_data import LatentBatch
+from ..variational.latent_data import LatentBatch, check_channels
 
 
 def _exact_settings() -> contextlib.ExitStack:
@@ -127,6 +127,7 @@ class ExactLatentGP(ExactGP):
         """The exact posterior of the latent dataset (``num_data`` is accepted for a common interface; it must be
         ``b``). ExactGP does not broadcast inputs over batch dimensions (e.g. latent channels): ``x`` is expanded."""
         batch = self._checked(x, y, noise, num_data)
+        check_channels(batch.y, self.covar_module.batch_shape)
         return ExactGPPosterior(self, batch.x.expand(*y.shape[:-1], *x.shape[-2:]), batch.y, batch.noise)
 
     # ------------------------------------------------------------------ convenience layer

@@ -59,12 +59,14 @@ def hyperparameter_log_prior(module: torch.nn.Module) -> Tensor | None:
 @dataclass
 class GPVAEOutput:
     """One pass of a :class:`GPVAE` over a batch: the latent ``posterior`` of the batch, a reparameterised draw ``z``
-    ``(*batch, L, b)`` and the decoder's ``output`` for it ``(*batch, b, *obs)`` (e.g. logits or means)."""
+    ``(*batch, L, b)``, the decoder's ``output`` for it ``(*batch, b, *obs)`` (e.g. logits or means), and the
+    ``observations`` as the model took them (in the encoder's dtype)."""
 
     posterior: LatentPosterior
     z: Tensor
     output: Tensor
     observation_dims: int
+    observations: Tensor
 
 
 class GPVAE(torch.nn.Module):
@@ -132,8 +134,6 @@ class GPVAE(torch.nn.Module):
             raise TypeError(f"likelihood must be an ObservationLikelihood, got {type(likelihood).__name__}")
         if not isinstance(latent_prior, LatentPrior):
             raise TypeError(f"latent_prior must be a LatentPrior, got {type(latent_prior).__name__}")
-        if not 0 < min_variance < max_variance:
-            raise ValueError(f"need 0 < min_variance < max_variance, got {min_variance} and {max_variance}")
         if int(latent_dim) < 1 or (observation_dims is not None and int(observation_dims) < 1):
             raise ValueError(f"latent_dim and observation_dims must be positive, got {latent_dim}, {observation_dims}")
         self.encoder = encoder
@@ -143,10 +143,34 @@ class GPVAE(torch.nn.Module):
         self.inputs = inputs
         self.latent_dim = int(latent_dim)
         self.observation_dims = None if observation_dims is None else int(observation_dims)
-        self.min_variance = float(min_variance)
-        self.max_variance = float(max_variance)
+        self.set_variance_range(min_variance, max_variance)
         self._gp_dtype = gp_dtype
         self.condition_features = condition
+
+    def set_variance_range(self, min_variance: float | None = None, max_variance: float | None = None) -> None:
+        """Set the clipping range of the encoder variances (``None``: keep the current bound), checked: ``0 <
+        min_variance < max_variance``, finite."""
+        low = self.min_variance if min_variance is None else float(min_variance)
+        high = self.max_variance if max_variance is None else float(max_variance)
+        if not (0 < low < high < math.inf):
+            raise ValueError(f"need 0 < min_variance < max_variance < inf, got {low} and {high}")
+        self._variance_range = (low, high)
+
+    @property
+    def min_variance(self) -> float:
+        return self._variance_range[0]
+
+    @property
+    def max_variance(self) -> float:
+        return self._variance_range[1]
+
+    @max_variance.setter
+    def max_variance(self, value: float) -> None:
+        self.set_variance_range(max_variance=value)
+
+    @min_variance.setter
+    def min_variance(self, value: float) -> None:
+        self.set_variance_range(min_variance=value)
 
     @property
     def gp_dtype(self) -> torch.dtype | None:
@@ -178,8 +202,6 @@ class GPVAE(torch.nn.Module):
             raise ValueError(
                 f"y must have shape (*batch, b, *obs) with at least one observation dim, got {tuple(y.shape)}"
             )
-        if validate_values.applies_to(y) and not bool(torch.isfinite(y).all()):
-            raise ValueError(f"the observations y {tuple(y.shape)} hold NaN or inf values")
         dtype = self._network_dtype(self.encoder)
         return y if dtype is None else y.to(dtype)
 
@@ -196,6 +218,11 @@ class GPVAE(torch.nn.Module):
                 f"the encoder gave means {tuple(mean.shape)} and log-variances {tuple(log_var.shape)}; expected both "
                 f"(*batch, b, L) with L = latent_dim = {self.latent_dim}"
             )
+        if validate_values.applies_to(mean) and not bool(torch.isfinite(mean).all() & torch.isfinite(log_var).all()):
+            # the observations are checked only here, off the hot path: they are what makes a finite encoder fail
+            if not bool(torch.isfinite(y).all()):
+                raise ValueError(f"the observations y {tuple(y.shape)} hold NaN or inf values")
+            raise ValueError("the encoder gave NaN or inf means or log-variances for finite observations")
         self._check_observation_dims(y, mean)
         return mean, log_var
 
@@ -221,7 +248,10 @@ class GPVAE(torch.nn.Module):
     def latent_dataset(self, y: Tensor, x: Tensor | None = None) -> tuple[Tensor, Tensor]:
         r"""Encoder means :math:`\tilde{\mathbf y}` and clipped variances :math:`\tilde{\boldsymbol\sigma}^2`,
         each ``(*batch, L, b)`` in the GP dtype (``x`` is used by conditional networks only)."""
-        mean, log_var = self._encode(self.prepare_observations(y), x)
+        return self._latent_dataset(self.prepare_observations(y), x)
+
+    def _latent_dataset(self, y: Tensor, x: Tensor | None) -> tuple[Tensor, Tensor]:
+        mean, log_var = self._encode(y, x)
         # clip in log space: exp() of a large log-variance overflows, and clamp's zero gradient times inf is NaN
         var = log_var.clamp(math.log(self.min_variance), math.log(self.max_variance)).exp()
         dtype = self.gp_dtype or mean.dtype
@@ -235,7 +265,10 @@ class GPVAE(torch.nn.Module):
     def posterior(self, x: Tensor, y: Tensor, num_data: int | None) -> LatentPosterior:
         """The latent posterior of a batch ``(x, y)`` of a data set of ``num_data`` points (``None``: the batch is
         the whole data set): encoder, latent dataset, ``latent_prior.condition``."""
-        mean, var = self.latent_dataset(y, x)
+        return self._posterior(x, self.prepare_observations(y), num_data)
+
+    def _posterior(self, x: Tensor, y: Tensor, num_data: int | None) -> LatentPosterior:
+        mean, var = self._latent_dataset(y, x)
         return self.latent_prior.condition(self.prior_inputs(x, y), mean, var, num_data)
 
     def decode(self, z: Tensor, dtype: torch.dtype | None = None, x: Tensor | None = None) -> Tensor:
@@ -250,9 +283,10 @@ class GPVAE(torch.nn.Module):
     ) -> GPVAEOutput:
         """One pass over a batch: :meth:`posterior`, a reparameterised draw of the latent codes (per-point noise from
         ``noise``, default torch's generator), :meth:`decode`."""
-        posterior = self.posterior(x, y, num_data)
+        y = self.prepare_observations(y)
+        posterior = self._posterior(x, y, num_data)
         z = posterior.rsample(noise=noise)
-        return GPVAEOutput(posterior, z, self.decode(z, x=x), self.event_dims())
+        return GPVAEOutput(posterior, z, self.decode(z, x=x), self.event_dims(), y)
 
     # ------------------------------------------------------------------ GPyTorch priors on hyperparameters
     def hyperparameter_log_prior(self) -> Tensor | None:

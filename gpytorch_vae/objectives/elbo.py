@@ -96,7 +96,7 @@ class ELBO(Objective):
 
     def forward(self, x: Tensor, y: Tensor) -> ELBOTerms:
         out = model_pass(self, x, y)
-        y = self.model.prepare_observations(y)
+        y = out.observations
         likelihood = self.model.likelihood
         reconstruction = likelihood.total_log_prob(out.output, y)
         kl = out.posterior.kl_divergence()

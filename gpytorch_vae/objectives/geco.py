@@ -184,7 +184,7 @@ class GECOObjective(Objective):
 
     def forward(self, x: Tensor, y: Tensor) -> GECOTerms:
         out = model_pass(self, x, y)
-        y = self.model.prepare_observations(y)
+        y = out.observations
         decoded = self.model.likelihood.mean(out.output)
         per_example = self.geco.per_example_error(y, decoded, out.observation_dims)
         total = per_example.sum()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import gpytorch
 import torch
@@ -67,3 +68,27 @@ def not_positive_definite(model: torch.nn.Module, inputs: Tensor, what: str, jit
     bad = "; kernel hyperparameters: " + ", ".join(hyperparameters) if hyperparameters else ""
     return (f"the prior covariance of the {what} is not positive definite even with jitter {jitter:g}" + close + bad
             + ": check the kernel (e.g. a negative variance), or raise the jitter (jitter_val)")  # fmt: skip
+
+
+def physical_memory() -> int | None:
+    """This machine's physical memory in bytes (``None`` where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(model: torch.nn.Module, batch_shape: torch.Size, num_inducing: int, num_points: int,
+                 dtype: torch.dtype) -> None:  # fmt: skip
+    """Refuse, before allocating, prior terms that cannot fit in this machine's memory: a step holds a few
+    ``(*batch, m, m + n)`` matrices per GP (the kernel rows, their factors and their gradients); the estimate counts
+    four of them."""
+    covar = getattr(model, "covar_module", None)
+    gps = torch.Size(batch_shape).numel() * max(1, torch.Size(getattr(covar, "batch_shape", ())).numel())
+    needed = 4 * gps * num_inducing * (num_inducing + num_points) * torch.finfo(dtype).bits // 8
+    available = physical_memory()
+    if available is not None and needed > available:
+        raise MemoryError(
+            f"m = {num_inducing} inducing points for {gps} GPs and {num_points} points need about "
+            f"{needed / 2**30:.0f} GiB, more than this machine's {available / 2**30:.0f} GiB: use fewer inducing points"
+        )

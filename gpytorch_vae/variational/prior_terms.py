@@ -12,7 +12,7 @@ from linear_operator.utils.cholesky import psd_safe_cholesky
 from linear_operator.utils.errors import NotPSDError
 from torch import Tensor
 
-from .diagnostics import check_prior_covariance, not_positive_definite
+from .diagnostics import check_memory, check_prior_covariance, not_positive_definite
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class WhitenedPriorTerms:
         \mathbf K_{mX}]` (one kernel evaluation), and the diagonal of :math:`\mathbf K_{XX}`. The kernel runs in the
         model's dtype; the Cholesky factorisation and everything after it in ``compute_dtype`` (default: the same)."""
         batch_shape = torch.broadcast_shapes(inducing_points.shape[:-2], x.shape[:-2])
+        check_memory(prior_model, batch_shape, inducing_points.size(-2), x.size(-2), compute_dtype or x.dtype)
         inducing_points = inducing_points.expand(*batch_shape, *inducing_points.shape[-2:])
         x = x.expand(*batch_shape, *x.shape[-2:])
         num_inducing = inducing_points.size(-2)

@@ -1,0 +1,120 @@
+"""The moving-ball initialisation study (issue #24): which network initialisation and learning rates make every model
+lock onto the ball's paths, across seeds and true lengthscales, and whether a learned lengthscale finds the truth.
+
+python benchmarks/moving_ball_init_study.py run --arms svgp-learned-new svgp-learned-old --jobs 2
+python benchmarks/moving_ball_init_study.py report --json benchmarks/results/moving_ball_init_study.json
+
+Each run is ``examples/moving_ball.py`` with ``--threads 1`` in ``RUNS/ARM_lsL_sS`` (resumed where interrupted, skipped
+when finished); ``report`` reads every finished run and prints, per arm and true lengthscale, the runs, how many lock
+on (final test-path RMSE below ``--lock-on``), the RMSE (mean and sd), the learned lengthscale's relative error and
+the step of lock-on (first trace point below the threshold), writes JSON and a figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import common
+from study import pending_runs, run_queue
+
+SEEDS = (1, 2, 3, 4, 5)
+LENGTHSCALES = (1.5, 2.0, 3.0, 4.0)
+LOCK_ON = 0.4  # test-path RMSE below which the paths are traced (a VAE stays near 0.7)
+
+#: name -> (options of examples/moving_ball.py, steps); "new"/"old": the defaults chosen by the study / round 2's
+ARMS = {
+    "svgp-learned-new": ("--model svgpvae --learn-lengthscale --init torch --prior-lr 0.01", 10000),
+    "svgp-learned-old": ("--model svgpvae --learn-lengthscale --init truncated-normal", 5000),
+    "svgp-fixed-new": ("--model svgpvae --init torch --prior-lr 0.01", 3000),
+    "svgp-fixed-old": ("--model svgpvae --init truncated-normal", 3000),
+    "gpvae-new": ("--model gpvae --init torch --prior-lr 0.01", 3000),
+    "gpvae-old": ("--model gpvae --init truncated-normal", 3000),
+    "vae-new": ("--model vae --init torch", 3000),
+    "vae-old": ("--model vae --init truncated-normal", 3000),
+}
+
+
+def configs(arms, lengthscales) -> dict[str, str]:
+    out = {}
+    for arm in arms:
+        options, steps = ARMS[arm]
+        for ls in lengthscales:
+            out[f"{arm}_ls{ls:g}"] = f"{options} --true-lengthscale {ls:g} --steps {steps} --compile off"
+    return out
+
+
+def report(runs_dir: str, arms, lengthscales, seeds, lock_on: float) -> list[dict]:
+    rows = []
+    for arm in arms:
+        for ls in lengthscales:
+            found = common.load_runs(runs_dir, f"{arm}_ls{ls:g}", seeds)
+            if not found:
+                continue
+            rmse = [m["rmse"] for m, _ in found]
+            lengthscale = [m["lengthscale"] for m, _ in found if m.get("learn_lengthscale")]
+            locks = []
+            for _, h in found:
+                steps = [s for s, r in zip(h.get("step", []), h.get("test_rmse", [])) if r is not None and r < lock_on]
+                locks.append(steps[0] if steps else None)
+            locked = [s for s in locks if s is not None]
+            rows.append({
+                "arm": arm, "true_lengthscale": ls, "runs": len(found), "steps": found[0][0]["steps"],
+                "locked": sum(r < lock_on for r in rmse), "rmse_mean": statistics.mean(rmse),
+                "rmse_sd": statistics.stdev(rmse) if len(rmse) > 1 else None, "rmse_max": max(rmse),
+                "lengthscale_mean": statistics.mean(lengthscale) if lengthscale else None,
+                "lengthscale_error_max": max(abs(v / ls - 1) for v in lengthscale) if lengthscale else None,
+                "lock_on_step_median": statistics.median(locked) if locked else None,
+                "rmse": rmse, "lengthscale": lengthscale,
+            })  # fmt: skip
+    return rows
+
+
+def plot(rows: list[dict], path: str) -> None:
+    from experiments.plotting import pyplot
+
+    plt = pyplot()
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for i, arm in enumerate(arms):
+        mine = [r for r in rows if r["arm"] == arm]
+        for r in mine:
+            x = r["true_lengthscale"] + 0.08 * (i - len(arms) / 2)
+            ax.scatter([x] * len(r["rmse"]), r["rmse"], s=12, color=f"C{i}", label=arm if r is mine[0] else None)
+    ax.axhline(LOCK_ON, color="k", ls="--", lw=1)
+    ax.set_xlabel("true lengthscale")
+    ax.set_ylabel("test path RMSE")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("run", "report"))
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--lengthscales", type=float, nargs="+", default=list(LENGTHSCALES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--runs-dir", default="runs/moving_ball_init_study")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--lock-on", type=float, default=LOCK_ON)
+    parser.add_argument("--json", default="benchmarks/results/moving_ball_init_study.json")
+    parser.add_argument("--figure", default=None, help="write the RMSE figure here")
+    args = parser.parse_args()
+    if args.action == "run":
+        queue = pending_runs("moving_ball", args.runs_dir, configs(args.arms, args.lengthscales), args.seeds)
+        raise SystemExit(1 if run_queue(queue, args.jobs) else 0)
+    rows = report(args.runs_dir, args.arms, args.lengthscales, args.seeds, args.lock_on)
+    columns = ["arm", "true_lengthscale", "runs", "steps", "locked", "rmse_mean", "rmse_sd", "rmse_max",
+               "lengthscale_mean", "lengthscale_error_max", "lock_on_step_median"]  # fmt: skip
+    formats = {"rmse_mean": ".3f", "rmse_sd": ".3f", "rmse_max": ".3f", "lengthscale_mean": ".2f",
+               "lengthscale_error_max": ".0%", "true_lengthscale": "g"}  # fmt: skip
+    print(f"lock-on: final test-path RMSE below {args.lock_on}")
+    print(common.markdown_table(rows, columns, formats))
+    common.save(args.json, {"lock_on": args.lock_on, "rows": rows, "arms": {a: ARMS[a] for a in args.arms}})
+    if args.figure:
+        plot(rows, args.figure)
+
+
+if __name__ == "__main__":
+    main()
