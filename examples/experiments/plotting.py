@@ -103,3 +103,27 @@ def plot_sprites(context, target, generated, path: str, characters: int = 4, fra
             ax.set_yticks([])
         axes[r][0].set_ylabel(label, fontsize=7)
     _save(fig, path, title, dpi=90)
+
+
+def plot_sequences(observed, mask, imputed, truth, path: str, variance=None, title: str = "") -> None:
+    """Healing MNIST: for a few sequences ``(n, T, 784)``, rows of frames: observed (missing pixels grey), imputed
+    (the pixel probabilities), truth and, when given, the predictive variance."""
+    import torch
+
+    plt = pyplot()
+    shown = torch.where(mask, observed, torch.full_like(observed, 0.5))
+    kinds = [("observed", shown), ("imputed", imputed), ("truth", truth)]
+    if variance is not None:
+        kinds.append(("variance", variance / max(float(variance.max()), 1e-12)))
+    n, frames = observed.size(0), observed.size(1)
+    fig, axes = plt.subplots(n * len(kinds), frames, figsize=(0.9 * frames, 0.95 * n * len(kinds)), squeeze=False)
+    for s in range(n):
+        for k, (label, images) in enumerate(kinds):
+            row = s * len(kinds) + k
+            for t in range(frames):
+                ax = axes[row][t]
+                ax.imshow(images[s, t].reshape(28, 28).detach().cpu().float().numpy(), cmap="gray", vmin=0, vmax=1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            axes[row][0].set_ylabel(label, fontsize=7)
+    _save(fig, path, title, dpi=80)

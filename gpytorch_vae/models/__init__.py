@@ -4,12 +4,20 @@ naming their new home.)"""
 import importlib
 import warnings
 
-from .gp_vae import GPVAE, GPVAEOutput, hyperparameter_log_prior, named_hyperparameter_priors, register_module
+from .gp_vae import (
+    GPVAE,
+    GPVAEOutput,
+    Imputation,
+    hyperparameter_log_prior,
+    named_hyperparameter_priors,
+    register_module,
+)
 from .inputs import ObservationInputs, PosteriorWithInputs
 
 __all__ = [
     "GPVAE",
     "GPVAEOutput",
+    "Imputation",
     "ObservationInputs",
     "PosteriorWithInputs",
     "hyperparameter_log_prior",

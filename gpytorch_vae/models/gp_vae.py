@@ -57,16 +57,42 @@ def hyperparameter_log_prior(module: torch.nn.Module) -> Tensor | None:
 
 
 @dataclass
+class Imputation:
+    r"""Imputed observations (:meth:`GPVAE.impute`), each ``(*batch, b, *obs)`` like the observations, observed
+    entries kept as they were.
+
+    :ivar mean: missing entries: the likelihood's mean decoded from the posterior mean of the latent codes (e.g. pixel
+        probabilities); the point imputation.
+    :ivar variance: per-entry predictive variance of the missing entries, :math:`\mathbb E_z[\mathrm{Var}(y\mid z)]
+        + \mathrm{Var}_z[\mathbb E(y\mid z)]` over ``num_samples`` posterior draws of the codes (with none: the
+        likelihood's variance at the mean code); 0 at observed entries.
+    :ivar samples: ``(K, *batch, b, *obs)``: ``K`` multiple imputations, each drawn as a code from the posterior
+        marginals, decoded, and an observation from the likelihood (``None`` when ``num_samples`` is 0).
+    :ivar mask: True where observed.
+    :ivar predictive_mean: missing entries: the predictive mean :math:`\mathbb E_z[\mathbb E(y\mid z)]` over the
+        ``num_samples`` draws of the codes (``None`` without samples), e.g. the predictive probability of a pixel.
+    """
+
+    mean: Tensor
+    variance: Tensor
+    samples: Tensor | None
+    mask: Tensor
+    predictive_mean: Tensor | None = None
+
+
+@dataclass
 class GPVAEOutput:
     """One pass of a :class:`GPVAE` over a batch: the latent ``posterior`` of the batch, a reparameterised draw ``z``
     ``(*batch, L, b)``, the decoder's ``output`` for it ``(*batch, b, *obs)`` (e.g. logits or means), and the
-    ``observations`` as the model took them (in the encoder's dtype)."""
+    ``observations`` as the model took them (in the encoder's dtype) with their ``mask`` (True where observed), if
+    any."""
 
     posterior: LatentPosterior
     z: Tensor
     output: Tensor
     observation_dims: int
     observations: Tensor
+    mask: Tensor | None = None
 
 
 class GPVAE(torch.nn.Module):
@@ -205,9 +231,13 @@ class GPVAE(torch.nn.Module):
         dtype = self._network_dtype(self.encoder)
         return y if dtype is None else y.to(dtype)
 
-    def _encode(self, y: Tensor, x: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _encode(self, y: Tensor, x: Tensor | None, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        mask_args = ()
+        if mask is not None:
+            y = torch.where(mask, y, torch.zeros((), dtype=y.dtype, device=y.device))  # missing entries zero-filled
+            mask_args = (mask,) if getattr(self.encoder, "takes_mask", False) else ()
         try:
-            mean, log_var = self.encoder(y, *self._network_args(x))
+            mean, log_var = self.encoder(y, *mask_args, *self._network_args(x))
         except RuntimeError as error:
             raise RuntimeError(
                 f"the encoder failed on observations of shape {tuple(y.shape)} ({error}): check that they have the "
@@ -245,13 +275,15 @@ class GPVAE(torch.nn.Module):
             raise ValueError("the number of observation dims is not known yet: pass observation_dims to GPVAE")
         return dims
 
-    def latent_dataset(self, y: Tensor, x: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def latent_dataset(self, y: Tensor, x: Tensor | None = None, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         r"""Encoder means :math:`\tilde{\mathbf y}` and clipped variances :math:`\tilde{\boldsymbol\sigma}^2`,
-        each ``(*batch, L, b)`` in the GP dtype (``x`` is used by conditional networks only)."""
-        return self._latent_dataset(self.prepare_observations(y), x)
+        each ``(*batch, L, b)`` in the GP dtype (``x`` is used by conditional networks only). With an observation
+        ``mask`` (True where observed) the missing entries are set to zero, and the mask is passed to an encoder that
+        takes it (``encoder.takes_mask``, e.g. :class:`~gpytorch_vae.nn.MaskedEncoder`)."""
+        return self._latent_dataset(self.prepare_observations(y), x, self._checked_mask(mask, y))
 
-    def _latent_dataset(self, y: Tensor, x: Tensor | None) -> tuple[Tensor, Tensor]:
-        mean, log_var = self._encode(y, x)
+    def _latent_dataset(self, y: Tensor, x: Tensor | None, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        mean, log_var = self._encode(y, x, mask)
         # clip in log space: exp() of a large log-variance overflows, and clamp's zero gradient times inf is NaN
         var = log_var.clamp(math.log(self.min_variance), math.log(self.max_variance)).exp()
         dtype = self.gp_dtype or mean.dtype
@@ -262,14 +294,32 @@ class GPVAE(torch.nn.Module):
         :class:`~gpytorch_vae.models.ObservationInputs`, else ``x``."""
         return x if self.inputs is None else self.inputs(x, self.prepare_observations(y))
 
-    def posterior(self, x: Tensor, y: Tensor, num_data: int | None) -> LatentPosterior:
+    def posterior(self, x: Tensor, y: Tensor, num_data: int | None, mask: Tensor | None = None) -> LatentPosterior:
         """The latent posterior of a batch ``(x, y)`` of a data set of ``num_data`` points (``None``: the batch is
-        the whole data set): encoder, latent dataset, ``latent_prior.condition``."""
-        return self._posterior(x, self.prepare_observations(y), num_data)
+        the whole data set): encoder, latent dataset, ``latent_prior.condition``. ``mask``: an observation mask
+        ``(*batch, b, *obs)``, True where observed; an observation with nothing observed carries no data, its latent
+        code comes from the prior given the others."""
+        return self._posterior(x, self.prepare_observations(y), num_data, self._checked_mask(mask, y))
 
-    def _posterior(self, x: Tensor, y: Tensor, num_data: int | None) -> LatentPosterior:
-        mean, var = self._latent_dataset(y, x)
-        return self.latent_prior.condition(self.prior_inputs(x, y), mean, var, num_data)
+    def _posterior(self, x: Tensor, y: Tensor, num_data: int | None, mask: Tensor | None = None) -> LatentPosterior:
+        mean, var = self._latent_dataset(y, x, mask)
+        observed = None
+        if mask is not None:  # (*batch, b): whether an observation has any entry observed, broadcast over channels
+            observed = mask.flatten(mask.dim() - self.event_dims()).any(-1).unsqueeze(-2)
+            observed = None if bool(observed.all()) else observed
+        return self.latent_prior.condition(self.prior_inputs(x, y), mean, var, num_data, observed)
+
+    @staticmethod
+    def _checked_mask(mask: Tensor | None, y: Tensor) -> Tensor | None:
+        if mask is None:
+            return None
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+            raise TypeError(f"mask must be a boolean tensor (True where observed), got {getattr(mask, 'dtype', mask)}")
+        try:
+            return mask.expand(y.shape)
+        except RuntimeError:
+            shapes = f"mask {tuple(mask.shape)} does not broadcast to the observations {tuple(y.shape)}"
+            raise ValueError(shapes) from None
 
     def decode(self, z: Tensor, dtype: torch.dtype | None = None, x: Tensor | None = None) -> Tensor:
         """Decoder output for latent codes ``z`` ``(*batch, L, b)``: logits or means ``(*batch, b, *obs)``; ``z`` is
@@ -279,14 +329,16 @@ class GPVAE(torch.nn.Module):
         return self.decoder(z.mT.to(network_dtype), *self._network_args(x))
 
     def forward(
-        self, x: Tensor, y: Tensor, num_data: int | None, noise: StandardNormalNoise | None = None
-    ) -> GPVAEOutput:
-        """One pass over a batch: :meth:`posterior`, a reparameterised draw of the latent codes (per-point noise from
-        ``noise``, default torch's generator), :meth:`decode`."""
+        self, x: Tensor, y: Tensor, num_data: int | None, mask: Tensor | None = None,
+        noise: StandardNormalNoise | None = None,
+    ) -> GPVAEOutput:  # fmt: skip
+        """One pass over a batch: :meth:`posterior` (with the observation ``mask``, if any), a reparameterised draw
+        of the latent codes (per-point noise from ``noise``, default torch's generator), :meth:`decode`."""
+        mask = self._checked_mask(mask, y)
         y = self.prepare_observations(y)
-        posterior = self._posterior(x, y, num_data)
+        posterior = self._posterior(x, y, num_data, mask)
         z = posterior.rsample(noise=noise)
-        return GPVAEOutput(posterior, z, self.decode(z, x=x), self.event_dims(), y)
+        return GPVAEOutput(posterior, z, self.decode(z, x=x), self.event_dims(), y, mask)
 
     # ------------------------------------------------------------------ GPyTorch priors on hyperparameters
     def hyperparameter_log_prior(self) -> Tensor | None:
@@ -298,16 +350,16 @@ class GPVAE(torch.nn.Module):
         for name, child in self.named_children():
             register_module(name, child)
 
-    def guide(self, x: Tensor, y: Tensor, num_data: int | None = None) -> Tensor:
+    def guide(self, x: Tensor, y: Tensor, num_data: int | None = None, mask: Tensor | None = None) -> Tensor:
         r"""``z ~ q(z | x, y)``: site ``z`` draws from :meth:`posterior` and carries the ELBO's KL part
         (:class:`~gpytorch_vae.priors.PosteriorSite`)."""
         self._register()
-        return pyro.sample("z", PosteriorSite(self.posterior(x, y, num_data)))
+        return pyro.sample("z", PosteriorSite(self.posterior(x, y, num_data, mask)))
 
-    def model(self, x: Tensor, y: Tensor, num_data: int | None = None) -> Tensor:
+    def model(self, x: Tensor, y: Tensor, num_data: int | None = None, mask: Tensor | None = None) -> Tensor:
         r"""Site ``z`` (flat: the prior is in the guide's KL term), site ``y ~ p(y | z)`` (observed, in a
-        :func:`pyro.plate` over the points and the batch dims) and, with GPyTorch priors on hyperparameters, the
-        factor ``hyperparameter_priors`` weighted like the KL (:math:`b/N`)."""
+        :func:`pyro.plate` over the points and the batch dims; masked entries add nothing) and, with GPyTorch priors
+        on hyperparameters, the factor ``hyperparameter_priors`` weighted like the KL (:math:`b/N`)."""
         self._register()
         y = self.prepare_observations(y)
         event_dims = self.event_dims(y)
@@ -321,7 +373,8 @@ class GPVAE(torch.nn.Module):
             z = z.reshape(*lead[: len(lead) - len(data_shape)], *latent_shape)
         output = self.decode(z, x=x)
         with _data_plates(data_shape):
-            y = pyro.sample("y", self.likelihood.pyro_distribution(output, event_dims), obs=y)
+            y = pyro.sample("y", self.likelihood.pyro_distribution(output, event_dims, self._checked_mask(mask, y)),
+                            obs=y)  # fmt: skip
         log_prior = self.hyperparameter_log_prior()
         if log_prior is not None:
             pyro.factor("hyperparameter_priors", prior_weight(data_shape[-1], num_data) * log_prior)
@@ -362,15 +415,15 @@ class GPVAE(torch.nn.Module):
     @torch.no_grad()
     def condition(self, batches: Iterable[tuple[Tensor, Tensor]],
                   inputs_context: Iterable[tuple[Tensor, Tensor]] | None = None) -> LatentPosterior:  # fmt: skip
-        r"""The latent posterior given context data, ``(x, y)`` batches (e.g. all training data at test time,
-        :math:`b = N`): each batch is encoded, then the latent prior conditions on all of them
+        r"""The latent posterior given context data, ``(x, y)`` or ``(x, y, mask)`` batches (e.g. all training data
+        at test time, :math:`b = N`): each batch is encoded, then the latent prior conditions on all of them
         (:meth:`~gpytorch_vae.priors.LatentPrior.condition_on_batches`; the sparse prior streams, in
         :math:`O(m^2)` memory). ``posterior.predict(x_new)`` gives the latent marginals at new inputs, which
         :meth:`decode` turns into observations. With :class:`~gpytorch_vae.models.ObservationInputs`, ``predict``
         maps new auxiliary data through what ``inputs_context`` batches give (default: ``batches``, then read twice:
         pass re-iterable batches, e.g. a list or a DataLoader), e.g. the context frames of new objects."""
         if self.inputs is None:
-            return self.latent_prior.condition_on_batches((x, *self.latent_dataset(y, x)) for x, y in batches)
+            return self.latent_prior.condition_on_batches(self._latent_batch(*batch) for batch in batches)
         if inputs_context is None and iter(batches) is batches:  # a one-shot iterator: keep it for the second pass
             batches = list(batches)
         posterior = self.latent_prior.condition_on_batches(
@@ -379,6 +432,46 @@ class GPVAE(torch.nn.Module):
         context = batches if inputs_context is None else inputs_context
         inputs_of = self.inputs.condition((x, self.prepare_observations(y)) for x, y in context)
         return PosteriorWithInputs(posterior, inputs_of)
+
+    def _latent_batch(self, x: Tensor, y: Tensor, mask: Tensor | None = None) -> tuple:
+        """``(x, mean, var)``, or with a mask ``(x, mean, var, observed)``: what a prior conditions on."""
+        mask = self._checked_mask(mask, y)
+        y = self.prepare_observations(y)
+        mean, var = self._latent_dataset(y, x, mask)
+        if mask is None:
+            return x, mean, var
+        return x, mean, var, mask.flatten(mask.dim() - self.event_dims()).any(-1).unsqueeze(-2)
+
+    @torch.no_grad()
+    def impute(self, x: Tensor, y: Tensor, mask: Tensor, num_samples: int = 0,
+               posterior: LatentPosterior | None = None) -> Imputation:  # fmt: skip
+        r"""Impute the missing entries of observations ``y`` ``(*batch, b, *obs)`` (``mask``: True where observed;
+        missing entries of ``y`` may hold anything) at their inputs ``x``: the latent marginals at ``x`` from
+        ``posterior`` (default: the posterior of this batch as a whole data set, e.g. a batch of sequences each its
+        own GP; for one long series, condition on all of it with :meth:`condition` and pass that posterior), decoded
+        (:class:`Imputation`: the mean imputation, per-entry predictive variance, ``num_samples`` multiple
+        imputations). Observations with nothing observed get latent codes from the GP alone."""
+        if num_samples < 0:
+            raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+        mask = self._checked_mask(mask, y)
+        y = self.prepare_observations(torch.where(mask, y, torch.zeros((), dtype=y.dtype, device=y.device)))
+        posterior = self._posterior(x, y, None, mask) if posterior is None else posterior
+        q = posterior.predict(x)  # marginals (*batch, L, b)
+        output = self.decode(q.mean, x=x)
+        mean = self.likelihood.mean(output).to(y)
+        variance = self.likelihood(output).variance.to(y)
+        samples = predictive = None
+        if num_samples:
+            codes = q.mean + q.variance.sqrt() * torch.randn(num_samples, *q.mean.shape, dtype=q.mean.dtype,
+                                                             device=q.mean.device)  # fmt: skip
+            outputs = self.decode(codes, x=x)
+            distribution = self.likelihood(outputs)
+            samples = torch.where(mask, y, distribution.sample().to(y))
+            means = distribution.mean.to(y)
+            variance = distribution.variance.to(y).mean(0) + (means.var(0) if num_samples > 1 else 0.0)
+            predictive = torch.where(mask, y, means.mean(0))
+        return Imputation(torch.where(mask, y, mean), torch.where(mask, torch.zeros_like(variance), variance),
+                          samples, mask, predictive)  # fmt: skip
 
     @torch.no_grad()
     def posterior_latent_mean(self, x: Tensor, y: Tensor) -> Tensor:

@@ -4,7 +4,7 @@ and the papers' configurations (rotated MNIST, SPRITES), with the reference code
 from .compile import compile_networks, compiler_available
 from .conv import ConvDecoder, ConvEncoder, ImageDecoder, ImageEncoder
 from .init import INITIALISATIONS, keras_init_, truncated_normal_init_
-from .mlp import MLPDecoder, MLPEncoder
+from .mlp import MaskedEncoder, MLPDecoder, MLPEncoder
 from .representation import RepresentationInputs, RepresentationNetwork, pretrain_representation
 from .sprites import SpritesDecoder, SpritesEncoder, SpritesFrameNetwork
 
@@ -15,6 +15,7 @@ __all__ = [
     "ImageDecoder",
     "ImageEncoder",
     "MLPDecoder",
+    "MaskedEncoder",
     "MLPEncoder",
     "RepresentationInputs",
     "RepresentationNetwork",

@@ -76,3 +76,25 @@ class MLPDecoder(torch.nn.Sequential):
     def forward(self, z: Tensor) -> Tensor:
         out = super().forward(z)
         return out if len(self.observation_shape) == 1 else out.unflatten(-1, self.observation_shape)
+
+
+class MaskedEncoder(torch.nn.Module):
+    r"""Partial inference for observations with missing entries (the zero-filling design of Nazabal et al.'s HI-VAE
+    and the GP-VAE imputation paper): the wrapped ``encoder`` sees the observation with its missing entries set to
+    zero *and* the observation mask, concatenated along ``dim`` (the last dimension by default: a vector observation of
+    ``D`` entries becomes ``2D`` inputs; for images pass the channel dimension, e.g. ``-3``). So an encoder can tell a
+    missing pixel from a black one, at the cost of doubling its input. :class:`~gpytorch_vae.models.GPVAE` passes the
+    mask to encoders with ``takes_mask = True`` (zero-filling is done by the model).
+
+    :param encoder: an encoder taking the concatenated input, e.g. ``MLPEncoder(2 * D, hidden, L)``.
+    :param dim: the dimension of one observation to concatenate along.
+    """
+
+    takes_mask = True
+
+    def __init__(self, encoder: torch.nn.Module, dim: int = -1):
+        super().__init__()
+        self.encoder, self.dim = encoder, int(dim)
+
+    def forward(self, y: Tensor, mask: Tensor, *args) -> tuple[Tensor, Tensor]:
+        return self.encoder(torch.cat([y, mask.to(y)], dim=self.dim), *args)

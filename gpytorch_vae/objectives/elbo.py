@@ -52,10 +52,10 @@ def resolved_num_data(objective: Objective) -> int | None:
     return objective.num_data
 
 
-def model_pass(objective: Objective, x: Tensor, y: Tensor) -> GPVAEOutput:
+def model_pass(objective: Objective, x: Tensor, y: Tensor, mask: Tensor | None = None) -> GPVAEOutput:
     """The objective's model's pass over the batch (with the union batch's noise on several ranks)."""
     noise = None if objective.ranks is None else objective.ranks.noise
-    return objective.model(x, y, resolved_num_data(objective), noise=noise)
+    return objective.model(x, y, resolved_num_data(objective), mask=mask, noise=noise)
 
 
 def weighted_log_prior(objective: Objective, num_points: int, like: Tensor) -> Tensor:
@@ -94,11 +94,13 @@ class ELBO(Objective):
         self.loss_scale = float(loss_scale)
         self.ranks = ranks
 
-    def forward(self, x: Tensor, y: Tensor) -> ELBOTerms:
-        out = model_pass(self, x, y)
+    def forward(self, x: Tensor, y: Tensor, mask: Tensor | None = None) -> ELBOTerms:
+        """The terms of a batch; ``mask`` (optional, True where observed): missing entries add nothing to the
+        reconstruction, and observations with nothing observed carry no data into the latent prior."""
+        out = model_pass(self, x, y, mask)
         y = out.observations
         likelihood = self.model.likelihood
-        reconstruction = likelihood.total_log_prob(out.output, y)
+        reconstruction = likelihood.total_log_prob(out.output, y, out.mask)
         kl = out.posterior.kl_divergence()
         log_prior = weighted_log_prior(self, out.z.size(-1), reconstruction)
         local = -reconstruction
@@ -143,7 +145,7 @@ class PyroELBO(Objective):
         self.num_data, self.loss_scale, self.ranks = num_data, float(loss_scale), None
         self.pyro_elbo = TraceMeanField_ELBO() if elbo is None else elbo
 
-    def forward(self, x: Tensor, y: Tensor) -> ObjectiveTerms:
+    def forward(self, x: Tensor, y: Tensor, mask: Tensor | None = None) -> ObjectiveTerms:
         num_data = resolved_num_data(self)
         return ObjectiveTerms(self.loss_scale * self.pyro_elbo.differentiable_loss(
-            self.model.model, self.model.guide, x, y, num_data))  # fmt: skip
+            self.model.model, self.model.guide, x, y, num_data, mask))  # fmt: skip

@@ -93,9 +93,14 @@ class GECO(torch.nn.Module):
         return max(0, math.floor(self.log_lagrange_multiplier.item() / _LN2))
 
     @staticmethod
-    def per_example_error(y: Tensor, decoded: Tensor, observation_dims: int) -> Tensor:
-        r""":math:`\mathrm{mean}_{pixels}(\mathbf y_i - \hat{\mathbf y}_i)^2` of each example."""
-        return (y - decoded).square().flatten(start_dim=y.dim() - observation_dims).mean(-1)
+    def per_example_error(y: Tensor, decoded: Tensor, observation_dims: int, mask: Tensor | None = None) -> Tensor:
+        r""":math:`\mathrm{mean}_{pixels}(\mathbf y_i - \hat{\mathbf y}_i)^2` of each example (over its observed
+        entries when a ``mask`` is given; 0 for an example with none)."""
+        squared = (y - decoded).square().flatten(start_dim=y.dim() - observation_dims)
+        if mask is None:
+            return squared.mean(-1)
+        seen = mask.flatten(start_dim=y.dim() - observation_dims).to(squared)
+        return (squared * seen).sum(-1) / seen.sum(-1).clamp_min(1.0)
 
     def constraint(self, y: Tensor, decoded: Tensor, observation_dims: int) -> Tensor:
         r"""Batch mean of :math:`C_i = \mathrm{mean}_{pixels}(\mathbf y_i - \hat{\mathbf y}_i)^2 - \kappa^2`."""
@@ -182,11 +187,13 @@ class GECOObjective(Objective):
         self.geco = GECO(kappa2=kappa2) if geco is None else geco
         self.ranks = ranks
 
-    def forward(self, x: Tensor, y: Tensor) -> GECOTerms:
-        out = model_pass(self, x, y)
+    def forward(self, x: Tensor, y: Tensor, mask: Tensor | None = None) -> GECOTerms:
+        out = model_pass(self, x, y, mask)
         y = out.observations
         decoded = self.model.likelihood.mean(out.output)
-        per_example = self.geco.per_example_error(y, decoded, out.observation_dims)
+        per_example = self.geco.per_example_error(y, decoded, out.observation_dims, out.mask)
+        if out.mask is not None:  # examples with nothing observed do not count
+            per_example = per_example[out.mask.flatten(out.mask.dim() - out.observation_dims).any(-1)]
         total = per_example.sum()
         count = per_example.new_tensor(per_example.numel())
         if self.ranks is not None:  # the union batch's error sum and size in one collective

@@ -180,18 +180,28 @@ class LatentPrior(torch.nn.Module, abc.ABC):
         return None
 
     @abc.abstractmethod
-    def condition(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> LatentPosterior:
+    def condition(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None,
+                  observed: Tensor | None = None) -> LatentPosterior:  # fmt: skip
         r"""The posterior given the latent dataset ``(x, mean, var)``, a minibatch of ``num_data`` points
-        (``None``: the batch is the whole data set)."""
+        (``None``: the batch is the whole data set). ``observed``: an optional boolean mask broadcastable to
+        ``mean`` ``(*batch, L, b)``; a point where it is false carries no data (an observation with nothing
+        observed): its latent code comes from the prior and its neighbours alone."""
 
-    def condition_on_batches(self, batches: Iterable[tuple[Tensor, Tensor, Tensor]]) -> LatentPosterior:
-        """The posterior given all of ``(x, mean, var)`` batches (test time: :math:`b = N`). This default
-        concatenates them; priors with sufficient statistics accumulate in bounded memory instead."""
+    def condition_on_batches(self, batches: Iterable[tuple[Tensor, ...]]) -> LatentPosterior:
+        """The posterior given all of ``(x, mean, var)`` (or ``(x, mean, var, observed)``) batches (test time:
+        :math:`b = N`). This default concatenates them; priors with sufficient statistics accumulate in bounded
+        memory instead."""
         parts = list(batches)
         if not parts:
             raise ValueError("no batches to condition on: the iterable of (x, mean, var) batches was empty")
-        xs, means, variances = zip(*parts)
-        return self.condition(torch.cat(xs, dim=-2), torch.cat(means, dim=-1), torch.cat(variances, dim=-1))
+        xs, means, variances = (torch.cat(t, dim=-2 if i == 0 else -1) for i, t in enumerate(list(zip(*parts))[:3]))
+        observed = None
+        masks = [part[3] if len(part) > 3 else None for part in parts]
+        if any(mask is not None for mask in masks):
+            every = [torch.ones_like(p[1], dtype=torch.bool) if m is None else m.expand_as(p[1])
+                     for p, m in zip(parts, masks)]  # fmt: skip
+            observed = torch.cat(every, dim=-1)
+        return self.condition(xs, means, variances, None, observed)
 
     def kl_divergence(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> Tensor:
         """:meth:`LatentPosterior.kl_divergence` of the posterior given the latent dataset."""
@@ -273,3 +283,16 @@ def rsample_site(name: str, fn: TorchDistribution, scale: float = 1.0) -> Tensor
 
 def noise_or_default(noise: StandardNormalNoise | None) -> StandardNormalNoise:
     return STANDARD_NORMAL if noise is None else noise
+
+
+#: the variance given to points without data where a prior needs a finite one (the exact GP-VAE): their precision is
+#: below 1e-10 of any encoder variance's, so they change the posterior and the KL by less than float64 rounding
+UNOBSERVED_VARIANCE = 1e10
+
+
+def unobserved_as_noise(mean: Tensor, var: Tensor, observed: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The latent data with the points without data set to mean 0 and variance :data:`UNOBSERVED_VARIANCE`."""
+    if observed is None:
+        return mean, var
+    observed = observed.expand_as(mean)
+    return torch.where(observed, mean, 0.0), torch.where(observed, var, UNOBSERVED_VARIANCE)

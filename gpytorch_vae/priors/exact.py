@@ -12,7 +12,15 @@ from torch import Tensor
 
 from ..gps.exact_latent_gp import ExactGPPosterior
 from ..variational.noise import StandardNormalNoise
-from .base import LatentPosterior, LatentPrior, check_inputs, check_latent_data, check_num_data, marginal_distribution
+from .base import (
+    LatentPosterior,
+    LatentPrior,
+    check_inputs,
+    check_latent_data,
+    check_num_data,
+    marginal_distribution,
+    unobserved_as_noise,
+)
 
 
 def as_pyro(mvn: MultivariateNormal) -> dist.MultivariateNormal:
@@ -90,8 +98,12 @@ class ExactLatentPrior(LatentPrior):
         inputs = super().gp_inputs(x)
         return inputs if like is None else inputs.to(like)
 
-    def condition(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> ExactLatentPosterior:
-        check_latent_data(x, mean, var)
+    def condition(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None,
+                  observed: Tensor | None = None) -> ExactLatentPosterior:  # fmt: skip
+        """Points where ``observed`` is false get the variance :data:`~gpytorch_vae.priors.base.UNOBSERVED_VARIANCE`
+        (no data, to float64 rounding: GPyTorch's exact prediction takes finite noise)."""
+        check_latent_data(x, mean, var, observed)
         check_num_data(num_data, mean.size(-1))
+        mean, var = unobserved_as_noise(mean, var, observed)
         posterior = self.gp.condition(self.gp_inputs(x), mean, var, num_data)
         return ExactLatentPosterior(posterior, self.gp_inputs, x.size(-1) if self.input_map is None else None)

@@ -100,10 +100,13 @@ class ExactGroupGP(torch.nn.Module):
         """The masked kernel blocks ``(P, Q, Q)`` of padded local inputs ``(P, Q, d)``."""
         return masked_block_covariance(self.kernel(inputs).to_dense(), mask)
 
-    def condition(self, inputs: Tensor, y: Tensor, noise: Tensor, mask: Tensor) -> ExactGroupPosterior:
-        """Inputs ``(P, Q, d)``, local latent data ``(J, P, Q)`` (padded slots: any finite values)."""
+    def condition(self, inputs: Tensor, y: Tensor, noise: Tensor, mask: Tensor,
+                  observed: Tensor | None = None) -> ExactGroupPosterior:  # fmt: skip
+        """Inputs ``(P, Q, d)``, local latent data ``(J, P, Q)`` (padded slots: any finite values); ``mask``: the real
+        points (padding), ``observed``: those with data ``(J, P, Q)`` (default: all real points)."""
         blocks = self.prior_blocks(inputs, mask)
-        return ExactGroupPosterior(self, inputs, blocks, GroupedGPPosterior.fit(blocks, y, noise, mask), mask)
+        data = mask if observed is None else observed & mask
+        return ExactGroupPosterior(self, inputs, blocks, GroupedGPPosterior.fit(blocks, y, noise, data), mask)
 
     def prior_variance(self, new_inputs: Tensor) -> Tensor:
         return self.kernel(new_inputs, diag=True)
@@ -155,9 +158,11 @@ class SparseGroupGP(torch.nn.Module):
     def kernel(self) -> Kernel:
         return self.prior.gp.covar_module
 
-    def condition(self, inputs: Tensor, y: Tensor, noise: Tensor, mask: Tensor) -> SparseGroupPosterior:
+    def condition(self, inputs: Tensor, y: Tensor, noise: Tensor, mask: Tensor,
+                  observed: Tensor | None = None) -> SparseGroupPosterior:  # fmt: skip
         gp_inputs = self.prior.gp_inputs(inputs.unsqueeze(-3))  # (P, 1, Q, d): one data set per group
-        observed = mask.unsqueeze(-2).expand(-1, y.size(0), -1)  # (P, J, Q)
+        data = mask.unsqueeze(-3) if observed is None else observed & mask  # (J, P, Q)
+        observed = data.expand(y.size(0), -1, -1).movedim(0, -2)  # (P, J, Q)
         posterior = self.prior.strategy.condition(gp_inputs, y.movedim(-2, 0), noise.movedim(-2, 0), observed=observed)
         return SparseGroupPosterior(SparseLatentPosterior(posterior, self.prior.gp_inputs), inputs, mask)
 
@@ -285,8 +290,11 @@ class FactorizedLatentPrior(LatentPrior):
             raise ValueError(f"x must be (N, D) (one dataset of grouped points), got {tuple(x.shape)}")
         return GroupLayout.create(x[:, self.group_column])
 
-    def condition(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> FactorizedLatentPosterior:
-        check_latent_data(x, mean, var)
+    def condition(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None,
+                  observed: Tensor | None = None) -> FactorizedLatentPosterior:  # fmt: skip
+        """Points where ``observed`` is false carry no data (zero precision) in their group's local GP and global
+        Gaussian."""
+        check_latent_data(x, mean, var, observed)
         check_num_data(num_data, mean.size(-1))
         if mean.size(-2) != self.num_local + self.num_global:
             raise ValueError(
@@ -297,10 +305,14 @@ class FactorizedLatentPrior(LatentPrior):
         inputs = layout.pad_points(self.local_inputs(x), point_dim=0)  # (P, Q, d)
         pad = lambda t: layout.pad_points(t.to(inputs), fill=1.0)  # noqa: E731  (L, P, Q)
         padded_mean, padded_var = pad(mean), pad(var)
-        local = self.local.condition(inputs, padded_mean[: self.num_local], padded_var[: self.num_local], layout.mask)
-        glob = global_posterior(
-            padded_mean[self.num_local :], padded_var[self.num_local :], layout.mask, self.global_prior_variance
-        )
+        data = layout.mask
+        if observed is not None:
+            data = layout.pad_points(observed.expand_as(mean), fill=False) & layout.mask
+        J = self.num_local
+        local_data = None if observed is None else data[:J]
+        local = self.local.condition(inputs, padded_mean[:J], padded_var[:J], layout.mask, local_data)
+        glob = global_posterior(padded_mean[J:], padded_var[J:], data if observed is None else data[J:],
+                                self.global_prior_variance)  # fmt: skip
         return FactorizedLatentPosterior(self, layout, local, glob, x.size(-1))
 
     # ------------------------------------------------------------------ deprecated entry points of version 0.1

@@ -8,7 +8,15 @@ from torch import Tensor
 
 from ..variational.group_layout import GroupLayout
 from ..variational.noise import StandardNormalNoise
-from .base import LatentPosterior, LatentPrior, check_inputs, check_latent_data, marginal_distribution, noise_or_default
+from .base import (
+    LatentPosterior,
+    LatentPrior,
+    check_inputs,
+    check_latent_data,
+    check_num_data,
+    marginal_distribution,
+    noise_or_default,
+)
 
 
 class IndependentLatentPosterior(LatentPosterior):
@@ -21,8 +29,10 @@ class IndependentLatentPosterior(LatentPosterior):
     of the average of one draw per point), and the prior :math:`\mathcal N(\mathbf 0, \mathbf I)` elsewhere.
     """
 
-    def __init__(self, x: Tensor, mean: Tensor, var: Tensor, group_column: int | None = None):
+    def __init__(self, x: Tensor, mean: Tensor, var: Tensor, group_column: int | None = None,
+                 observed: Tensor | None = None):  # fmt: skip
         self.x, self.encoder_mean, self.var, self.group_column = x, mean, var, group_column
+        self.observed = observed
 
     def rsample(self, sample_shape: torch.Size = torch.Size(), noise: StandardNormalNoise | None = None) -> Tensor:
         shape = torch.Size(sample_shape) + self.encoder_mean.shape
@@ -44,9 +54,10 @@ class IndependentLatentPosterior(LatentPosterior):
             if self.x.dim() != 2 or x.dim() != 2:
                 raise ValueError("group averaging needs one data set: x of shape (N, D) and (r, D)")
             layout = GroupLayout.create(self.x[:, self.group_column])
-            count = layout.mask.sum(-1).to(mean)  # (P,)
-            group_mean = layout.pad_points(self.encoder_mean).sum(-1) / count  # (..., L, P)
-            group_var = layout.pad_points(self.var).sum(-1) / count.square()
+            weight = torch.ones_like(self.encoder_mean) if self.observed is None else self.observed.to(mean)
+            count = layout.pad_points(weight).sum(-1).clamp_min(1.0)  # (..., L, P): points with data per group
+            group_mean = layout.pad_points(self.encoder_mean * weight).sum(-1) / count  # (..., L, P)
+            group_var = layout.pad_points(self.var * weight).sum(-1) / count.square()
             index, seen = layout.locate(x[:, self.group_column].to(layout.group_ids))
             mean = torch.where(seen, group_mean[..., index], mean)
             var = torch.where(seen, group_var[..., index], var)
@@ -65,8 +76,13 @@ class IndependentLatentPrior(LatentPrior):
         super().__init__()
         self.group_column = group_column
 
-    def condition(
-        self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None
-    ) -> IndependentLatentPosterior:
-        check_latent_data(x, mean, var)
-        return IndependentLatentPosterior(x, mean, var, self.group_column)
+    def condition(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None,
+                  observed: Tensor | None = None) -> IndependentLatentPosterior:  # fmt: skip
+        r"""Points where ``observed`` is false get the prior, :math:`\mathcal N(\mathbf 0, \mathbf I)` (KL 0), and
+        are left out of the group averages."""
+        check_latent_data(x, mean, var, observed)
+        check_num_data(num_data, mean.size(-1))
+        if observed is not None:
+            observed = observed.expand_as(mean)
+            mean, var = torch.where(observed, mean, 0.0), torch.where(observed, var, 1.0)
+        return IndependentLatentPosterior(x, mean, var, self.group_column, observed)

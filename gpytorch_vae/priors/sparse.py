@@ -91,25 +91,27 @@ class SparseLatentPrior(LatentPrior):
     def gp_inputs(self, x: Tensor) -> Tensor:
         return super().gp_inputs(x).to(self.strategy.inducing_points)
 
-    def condition(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> SparseLatentPosterior:
-        check_latent_data(x, mean, var)
+    def condition(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None,
+                  observed: Tensor | None = None) -> SparseLatentPosterior:  # fmt: skip
+        """Points where ``observed`` is false carry no data (zero precision in Eq. 9's statistics)."""
+        check_latent_data(x, mean, var, observed)
         num_data = check_num_data(num_data, mean.size(-1))
-        posterior = self.strategy.condition(self.gp_inputs(x), mean, var, num_data)
+        posterior = self.strategy.condition(self.gp_inputs(x), mean, var, num_data, observed)
         # b of the union batch when the strategy combines several ranks' shards, else this batch's
         kl_scale = 1.0 if num_data is None else posterior.num_points / num_data
         return SparseLatentPosterior(posterior, self.gp_inputs, kl_scale, x.size(-1))
 
-    def condition_on_batches(self, batches: Iterable[tuple[Tensor, Tensor, Tensor]],
+    def condition_on_batches(self, batches: Iterable[tuple[Tensor, ...]],
                              reduce: bool | None = None) -> SparseLatentPosterior:  # fmt: skip
         """Streaming conditioning on all the batches (:math:`b = N`) through their whitened statistics
         (``reduce``: see :meth:`AmortizedHybridVariationalStrategy.accumulate_statistics
         <gpytorch_vae.variational.AmortizedHybridVariationalStrategy.accumulate_statistics>`)."""
         input_dims = []
 
-        def checked(x, mean, var):
-            check_latent_data(x, mean, var)
+        def checked(x, mean, var, observed=None):
+            check_latent_data(x, mean, var, observed)
             input_dims.append(x.size(-1))
-            return self.gp_inputs(x), mean, var
+            return self.gp_inputs(x), mean, var, observed
 
         stats = self.strategy.accumulate_statistics((checked(*batch) for batch in batches), reduce=reduce)
         posterior = self.strategy.condition_on_statistics(stats)

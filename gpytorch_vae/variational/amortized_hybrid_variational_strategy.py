@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .amortized_hybrid_posterior import AmortizedHybridPosterior
 from .amortized_variational_distribution import AmortizedVariationalDistribution
-from .latent_data import LatentBatch, check_channels, validate_latent_data
+from .latent_data import LatentBatch, check_channels
 from .latent_statistics import StatisticsReducer, WhitenedLatentStatistics
 from .prior_terms import WhitenedPriorTerms
 
@@ -159,25 +159,25 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
             statistics_reduced=True,
         )
 
-    def latent_statistics(self, x: Tensor, y: Tensor, noise: Tensor) -> WhitenedLatentStatistics:
+    def latent_statistics(self, x: Tensor, y: Tensor, noise: Tensor, observed: Tensor | None = None,
+                          ) -> WhitenedLatentStatistics:  # fmt: skip
         """Whitened sufficient statistics of one batch of latent data under the current hyperparameters (in the
-        compute dtype)."""
-        x, y, noise = self._cast(x, y, noise)
-        validate_latent_data(x, y, noise, input_dim=self.inducing_points.size(-1))
-        terms = self.prior_terms(x)
-        check_channels(y, terms.chol.shape[:-2])
-        return WhitenedLatentStatistics.from_interpolation(terms.interp, y - terms.data_mean, noise)
+        compute dtype); points where ``observed`` is false add nothing (as in :meth:`condition`)."""
+        batch = LatentBatch.create(*self._cast(x, y, noise), None, self.inducing_points.size(-1), observed)
+        terms = self.prior_terms(batch.x)
+        check_channels(batch.y, terms.chol.shape[:-2])
+        return WhitenedLatentStatistics.from_interpolation(terms.interp, batch.y - terms.data_mean, batch.noise)
 
     def accumulate_statistics(
         self, batches: Iterable[tuple[Tensor, Tensor, Tensor]], reduce: bool | None = None
     ) -> WhitenedLatentStatistics:
-        r"""The summed statistics of ``(x, y, noise)`` batches (e.g. a :class:`~torch.utils.data.DataLoader` through
-        the encoder), in :math:`O(m^2)` memory. Run it under :func:`torch.no_grad` at test time. With a statistics
-        reducer, ``reduce=True`` sums them over the ranks too (each rank streams its share of the data); the default
-        does so in training mode only."""
+        r"""The summed statistics of ``(x, y, noise)`` (or ``(x, y, noise, observed)``) batches (e.g. a
+        :class:`~torch.utils.data.DataLoader` through the encoder), in :math:`O(m^2)` memory. Run it under
+        :func:`torch.no_grad` at test time. With a statistics reducer, ``reduce=True`` sums them over the ranks too
+        (each rank streams its share of the data); the default does so in training mode only."""
         total = None
-        for x, y, noise in batches:
-            stats = self.latent_statistics(x, y, noise)
+        for batch in batches:  # (x, y, noise) or (x, y, noise, observed)
+            stats = self.latent_statistics(*batch)
             total = stats if total is None else total + stats
         if total is None:
             raise ValueError("no batches to accumulate: the iterable of (x, y, noise) batches was empty")
