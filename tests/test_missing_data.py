@@ -2,18 +2,23 @@
 
 import math
 
-import gpytorch
 import numpy as np
 import pyro
 import pytest
 import torch
 from pyro.infer import TraceMeanField_ELBO
 
-from gpytorch_vae import GPVAE, ExactLatentGP, ExactLatentPrior, FactorizedLatentPrior, IndependentLatentPrior
-from gpytorch_vae import SparseLatentPrior
+from gpytorch_vae import (
+    GPVAE,
+    ExactLatentGP,
+    ExactLatentPrior,
+    FactorizedLatentPrior,
+    IndependentLatentPrior,
+    SparseLatentPrior,
+)
 from gpytorch_vae.kernels import fixed_periodic_kernel
 from gpytorch_vae.likelihoods import BernoulliLikelihood, GaussianLikelihood
-from gpytorch_vae.nn import MaskedEncoder, MLPEncoder
+from gpytorch_vae.nn import MLPEncoder
 from gpytorch_vae.objectives import ELBO, GECOObjective
 from reference import batch_titsias_reference, dense, gaussian_kl, make_kernel, make_sparse_gp
 
