@@ -20,9 +20,11 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def pending_runs(example: str, runs_dir: str, configs: dict[str, str], seeds, plots: bool = False) -> list:
-    """``(out, command)`` of every configuration x seed without a ``metrics.json`` yet (resumed where interrupted)."""
-    script = os.path.join(ROOT, "examples", f"{example}.py")
+def pending_runs(example: str, runs_dir: str, configs: dict[str, str], seeds, plots: bool = False,
+                 script: str | None = None) -> list:  # fmt: skip
+    """``(out, command)`` of every configuration x seed without a ``metrics.json`` yet (resumed where interrupted);
+    ``script`` (default ``examples/<example>.py``) takes ``--seed --threads --no-plots --out --resume``."""
+    script = script or os.path.join(ROOT, "examples", f"{example}.py")
     queue = []
     for name, options in configs.items():
         for seed in seeds:
@@ -58,7 +60,8 @@ def run_queue(queue: list, jobs: int = 2) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--example", required=True)
+    parser.add_argument("--example", default=None, help="examples/EXAMPLE.py (or give --script)")
+    parser.add_argument("--script", default=None, help="another script taking the same run options")
     parser.add_argument("--runs-dir", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--jobs", type=int, default=2)
@@ -66,7 +69,9 @@ def main() -> None:
     parser.add_argument("--plots", action="store_true", help="draw each run's figures (default: --no-plots)")
     args = parser.parse_args()
     configs = dict(config.partition("=")[::2] for config in args.config)
-    queue = pending_runs(args.example, args.runs_dir, configs, args.seeds, args.plots)
+    if (args.example is None) == (args.script is None):
+        parser.error("give one of --example and --script")
+    queue = pending_runs(args.example, args.runs_dir, configs, args.seeds, args.plots, args.script)
     sys.exit(1 if run_queue(queue, args.jobs) else 0)
 
 

@@ -22,7 +22,7 @@ from .priors import (
 )
 from .variational import AmortizedHybridPosterior, AmortizedHybridVariationalStrategy
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = [
     "AmortizedHybridPosterior",
     "AmortizedHybridVariationalStrategy",

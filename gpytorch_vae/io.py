@@ -11,6 +11,7 @@ import os
 import tempfile
 from typing import Any, Callable, Mapping
 
+#: The suffix of a file being written before its atomic rename into place.
 TMP_SUFFIX = ".tmp"
 
 

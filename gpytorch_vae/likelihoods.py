@@ -196,6 +196,7 @@ class DistributionLikelihood(ObservationLikelihood):
         return distribution
 
 
+#: The likelihood classes by the names the deprecated string argument of :class:`~gpytorch_vae.GPVAE` accepts.
 LIKELIHOODS = {"bernoulli": BernoulliLikelihood, "gaussian": GaussianLikelihood}
 
 

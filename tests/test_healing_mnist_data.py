@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from external_data import MNIST_DIR, needs_mnist
 
 from gpytorch_vae.data import DATA_ENV, HealingMNIST, RowBatches, load_mnist
 from gpytorch_vae.data import healing_mnist as hm
@@ -246,11 +247,9 @@ REAL_MISSING_DIGESTS = {
 }
 
 
-@pytest.mark.skipif(
-    not os.environ.get(DATA_ENV),
-    reason=f"needs the MNIST IDX files: set {DATA_ENV}=<folder holding train-images-idx3-ubyte.gz and the other three>",
-)
+@needs_mnist
 def test_real_mnist_files(tmp_path, monkeypatch):
+    monkeypatch.setenv(DATA_ENV, str(MNIST_DIR))
     monkeypatch.setitem(hm.SIZES, "quick", {"train": 20, "test": 10})  # the first 20 sequences only, for speed
     images, labels = load_mnist("train", download=False)
     rows = torch.arange(20)

@@ -224,3 +224,18 @@ def test_the_healing_mnist_command_line_refuses_bad_mechanisms_and_sizes():
     for bad in (["--mechanism", "sometimes"], ["--size", "huge"]):
         result = subprocess.run([sys.executable, str(script), *bad], capture_output=True, text=True, timeout=60)
         assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_the_cauchy_kernel_is_the_rational_quadratic_with_alpha_one():
+    import gpytorch
+
+    from gpytorch_vae.kernels import CauchyKernel
+
+    x, z = torch.linspace(0, 9, 10, dtype=DT).unsqueeze(-1), torch.tensor([[2.5], [7.0]], dtype=DT)
+    cauchy = CauchyKernel().double()
+    cauchy.lengthscale = 2.0
+    expected = 1.0 / (1.0 + (x - z.T).square() / 4.0)
+    torch.testing.assert_close(cauchy(x, z).to_dense(), expected)
+    rq = gpytorch.kernels.RQKernel().double()
+    rq.alpha, rq.lengthscale = 1.0, 2.0 / 2**0.5
+    torch.testing.assert_close(rq(x, z).to_dense(), expected)

@@ -1,17 +1,36 @@
-"""The README's Python snippet runs and gives the shapes it claims."""
+"""The README's Python snippets run, in order, in one namespace (the Pyro snippet trains the quickstart's model),
+and give what the text around them claims."""
 
 import pathlib
 import re
 
 import torch
 
+README = pathlib.Path(__file__).parents[1] / "README.md"
 
-def test_readme_snippet_runs():
-    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
-    (snippet,) = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+
+def test_readme_snippets_run_and_give_what_they_claim():
+    snippets = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(snippets) == 3
     namespace: dict = {}
-    exec(compile(snippet, "README.md", "exec"), namespace)
+    quickstart, strategy, pyro_svi = snippets
+    exec(compile(quickstart, "README.md (quickstart)", "exec"), namespace)
+    # the text: missing entries' MSE 0.003 against 0.31 for the observed mean (margins: 10x and 3x)
+    data, mask = namespace["data"], namespace["mask"]
+    mean_fill = (data.y[mask].mean() - data.y[~mask]).square().mean()
+    assert namespace["error"] < 0.03 < 0.1 * mean_fill
+    imputed = namespace["imputed"]
+    assert imputed.samples.shape == (20, 400, 16) and imputed.variance.shape == (400, 16)
+    assert torch.equal(imputed.mean[mask], data.y[mask]) and (imputed.variance[~mask] > 0).all()
+
+    exec(compile(strategy, "README.md (strategy)", "exec"), namespace)
     assert namespace["kl"].shape == torch.Size([16])
     assert namespace["bound"].shape == torch.Size([16])
     assert namespace["q_u"].mean.shape == torch.Size([16, 32])
     assert namespace["q_f"].mean.shape == torch.Size([16, 5])
+
+    before = [p.detach().clone() for p in namespace["vae"].parameters()]
+    exec(compile(pyro_svi, "README.md (Pyro)", "exec"), namespace)
+    after = list(namespace["vae"].parameters())
+    assert all(torch.isfinite(p).all() for p in after)
+    assert any(not torch.equal(b, a) for b, a in zip(before, after))  # SVI trained the quickstart's model

@@ -213,7 +213,8 @@ class TestSpritesFiles:
 
         Image.new("RGBA", (2000, 2000)).save(tmp_path / "big.png")
         (tmp_path / "text.png").write_text("not an image")
-        Image.new("RGBA", sprites_data.SHEET_SIZE).save(tmp_path / "good.png")
+        Image.new("RGBA", (832, 1344)).save(tmp_path / "good.png")  # width x height of an LPC sheet
+        assert sprites_data._frames_of_sheet(str(tmp_path / "good.png")).shape[1:] == (64, 64, 4)
         (tmp_path / "truncated.png").write_bytes((tmp_path / "good.png").read_bytes()[:200])
         (tmp_path / "folder.png").mkdir()
         for name, match in [("big", "2000 x 2000"), ("text", "cannot be read"), ("truncated", "cannot be read"),

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from external_data import MNIST_DIR, REFERENCE_ARRAYS, needs_mnist, needs_reference_arrays
 
 from gpytorch_vae.data import mnist
 from gpytorch_vae.data.rotated_mnist import (
@@ -17,10 +18,6 @@ from gpytorch_vae.data.rotated_mnist import (
     select_source_digits,
     source_digits,
 )
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-REFERENCE = SHARED / "rotated_mnist_reference" / "test_eval_digit3.npz"
-MNIST_DIR = SHARED / "mnist"
 
 
 @pytest.fixture(scope="module")
@@ -102,16 +99,16 @@ class TestGenerator:
         path = Path(mnist.__file__).with_name("rotated_mnist_digits.npz")
         assert os.path.getsize(path) < 1_000_000
 
-    @pytest.mark.skipif(not MNIST_DIR.exists(), reason=f"MNIST IDX files not found at {MNIST_DIR}")
+    @needs_mnist
     def test_shipped_digits_equal_the_idx_selection(self):
         images, labels = mnist.load_mnist("train", str(MNIST_DIR), download=False)
         np.testing.assert_array_equal(select_source_digits(images, labels), source_digits())
         with pytest.raises(ValueError, match="threes"):
             select_source_digits(images[:100], labels[:100])
 
-    @pytest.mark.skipif(not REFERENCE.exists(), reason=f"reference arrays not found at {REFERENCE}")
+    @needs_reference_arrays
     def test_matches_the_reference_arrays(self, benchmark):
-        reference = np.load(REFERENCE)
+        reference = np.load(REFERENCE_ARRAYS)
         for name, split in (("test", benchmark.test()), ("eval", benchmark.eval())):
             np.testing.assert_allclose(split.images, reference[f"{name}_images"], atol=1e-12, rtol=0)
             np.testing.assert_array_equal(split.aux[:, :2], reference[f"{name}_aux"][:, :2])

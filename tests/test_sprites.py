@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from external_data import SPRITES_DIR, needs_sprites
 from PIL import Image
 
 from gpytorch_vae.data.sprites import render_sprites, sprites_splits
 from gpytorch_vae.nn import RepresentationNetwork, SpritesDecoder, SpritesEncoder, SpritesFrameNetwork
 
-SHEETS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sprites"
 LAYERS = {"body": 6, "bottomwear": 6, "topwear": 6, "hair": 6, "shoes": 2}
 
 
@@ -60,9 +60,9 @@ def test_missing_sheets_are_named(tmp_path):
         render_sprites(str(tmp_path))
 
 
-@pytest.mark.skipif(not SHEETS.exists(), reason=f"SPRITES sheets not found at {SHEETS}")
+@needs_sprites
 def test_rendering_matches_the_protocol_checksums():
-    frames = render_sprites(str(SHEETS), characters=[0])[0]
+    frames = render_sprites(str(SPRITES_DIR), characters=[0])[0]
     sums = [int(frames[8 * k : 8 * k + 8].astype(np.int64).sum()) for k in range(9)]
     assert sums == [2525222, 1806121, 1806338, 2696296, 2010959, 2010901, 2496972, 2044918, 2046458]
 

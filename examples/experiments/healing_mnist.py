@@ -9,7 +9,6 @@ import os
 import resource
 import time
 
-import gpytorch
 import pyro
 import torch
 
@@ -17,6 +16,7 @@ from gpytorch_vae import GPVAE, ExactLatentGP, ExactLatentPrior, IndependentLate
 from gpytorch_vae.data import HealingMNIST, RowBatches
 from gpytorch_vae.gps import SparseLatentGP
 from gpytorch_vae.io import RunFolder, write_json
+from gpytorch_vae.kernels import CauchyKernel
 from gpytorch_vae.likelihoods import BernoulliLikelihood
 from gpytorch_vae.metrics import downstream_auroc, masked_bernoulli_nll, masked_mse
 from gpytorch_vae.nn import MaskedEncoder, MLPDecoder, MLPEncoder
@@ -31,14 +31,12 @@ ENCODER, DECODER = (256, 256), (256, 256, 256)  # the GP-VAE authors' HMNIST MLP
 CAUCHY_LENGTHSCALE = 2.0  # the authors' kernel: 1 / (1 + d^2 / l^2), sigma 1
 
 
-def cauchy_kernel(latent_dim: int) -> gpytorch.kernels.Kernel:
-    """The GP-VAE authors' Cauchy kernel :math:`(1 + (t - t')^2 / l^2)^{-1}`, l = 2, as GPyTorch's rational quadratic
-    kernel with :math:`\\alpha = 1` and lengthscale :math:`l / \\sqrt 2`; fixed (not learned), one per channel."""
-    kernel = gpytorch.kernels.RQKernel(batch_shape=torch.Size([latent_dim])).double()
-    kernel.alpha = torch.tensor(1.0, dtype=torch.float64)
-    kernel.lengthscale = torch.tensor(CAUCHY_LENGTHSCALE / 2**0.5, dtype=torch.float64)
-    for parameter in kernel.parameters():
-        parameter.requires_grad_(False)
+def cauchy_kernel(latent_dim: int) -> CauchyKernel:
+    """The GP-VAE authors' Cauchy kernel :math:`(1 + (t - t')^2 / l^2)^{-1}`, l = 2, one per latent channel, fixed
+    (not learned)."""
+    kernel = CauchyKernel(batch_shape=torch.Size([latent_dim])).double()
+    kernel.lengthscale = torch.tensor(CAUCHY_LENGTHSCALE, dtype=torch.float64)
+    kernel.requires_grad_(False)
     return kernel
 
 

@@ -4,6 +4,7 @@ evaluation and result files."""
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 
 import gpytorch
@@ -198,7 +199,9 @@ def run(
         vae = build_model(model, inducing, init, learn_lengthscale, learn_inducing, inducing_init_kind, generator,
                           network_init=network_init)  # fmt: skip
         vae.to(device)
-        compiled = compile_networks(vae.encoder, vae.decoder, enabled=compile, device_type=torch.device(device).type)
+        # compiling the protocol's MLPs saves nothing measurable (docs/benchmarks.md): "auto" stays eager
+        compiled = compile_networks(vae.encoder, vae.decoder, enabled=compile, device_type=torch.device(device).type,
+                                    steps=steps, min_steps=math.inf)  # fmt: skip
         gpytorch_vae.settings.compile_gp.set(compiled)
         test = moving_ball_test_batch(generator, batch_size)
         trace = Evaluation(trace_point(vae, test))

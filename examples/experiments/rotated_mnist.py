@@ -441,7 +441,8 @@ def run(config: RunConfig | None = None, *, data_dir: str | None = None, device:
                           capacity=config.capacity, reducer=reducer).to(device)  # fmt: skip
         if config.max_variance is not None:  # the upper clip of the encoder variances (GP-VAEs)
             net.max_variance = float(config.max_variance)
-        compiled = compile_networks(*networks(net), enabled=compile, device_type=torch.device(device).type)
+        steps = config.epochs * -(-len(train_split) // config.batch_size)
+        compiled = compile_networks(*networks(net), enabled=compile, device_type=torch.device(device).type, steps=steps)
         gpytorch_vae.settings.compile_gp.set(compiled)
         trace = Evaluation(lambda state: _curve_point(evaluate(net, train_split, test, device)), config.eval_every)
         tracking_memory = reset_peak_rss()  # the training phase's own high-water mark (data loading left out)

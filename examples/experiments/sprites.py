@@ -209,7 +209,8 @@ def run(
             timings["pretrain_final_loss"] = losses[-1] if losses else None
             save_checkpoint({"model": model.state_dict(), "epoch": 0, **timings}, pretrain_path)
         compiled = compile_networks(model.encoder, model.decoder, model.inputs.representation.frame_network,
-                                    enabled=compile, device_type=torch.device(device).type)  # fmt: skip
+                                    enabled=compile, device_type=torch.device(device).type,
+                                    steps=epochs * len(train))  # fmt: skip
         gpytorch_vae.settings.compile_gp.set(compiled)
         trace = Evaluation(lambda state: {"mse": mse(generate(model, train, context, target)[0], target)}, eval_every)
         objective = GECOObjective(model, len(splits.train), GECO(kappa2=KAPPA2))

@@ -116,7 +116,8 @@ class GPPVAEObjective(Objective):
     objects). The loss is minus the objective per image.
 
     :param model: the :class:`GPPVAE`.
-    :param x, y: the whole training set (auxiliary rows and images).
+    :param x: the whole training set's auxiliary rows.
+    :param y: the whole training set's images.
     """
 
     def __init__(self, model: GPPVAE, x: Tensor, y: Tensor, vae_epochs: int, gp_epochs: int, batch_size: int = 256):

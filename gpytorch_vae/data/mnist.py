@@ -16,6 +16,7 @@ import numpy as np
 
 from ..io import atomic_write
 
+#: The environment variable naming the folder with the MNIST IDX files (and other downloaded data).
 DATA_ENV = "GPYTORCH_VAE_DATA"
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",

@@ -280,8 +280,9 @@ class MultiClassRotatedMNIST:
     are class-block-major; the last 40 instances of each class form the eval set; PCA(8) of all unrotated sources.
 
     :param classes: the digit classes, in order (a string or a sequence of ints).
-    :param images, labels: the MNIST training images and labels (default: read from ``data_dir`` /
-        ``$GPYTORCH_VAE_DATA``; for ``"3"`` alone the digits shipped with the package).
+    :param images: the MNIST training images (default: read from ``data_dir`` / ``$GPYTORCH_VAE_DATA``; for ``"3"``
+        alone the digits shipped with the package).
+    :param labels: their labels (the same default).
     """
 
     def __init__(self, classes="3", images: np.ndarray | None = None, labels: np.ndarray | None = None,

@@ -50,7 +50,7 @@ def sheets_folder(root: str | None = None) -> str:
     return root
 
 
-SHEET_SIZE = (1344, 832)  # width, height of an LPC sheet: 21 rows x 13 columns of 64 x 64 frames
+SHEET_SIZE = (832, 1344)  # width, height of an LPC sheet: 13 columns x 21 rows of 64 x 64 frames
 FRAMES_SHAPE = (NUM_CHARACTERS, FRAMES_PER_CHARACTER, 64, 64, 3)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from functools import cached_property
 
 import torch
@@ -12,10 +13,13 @@ from gpytorch.kernels import Kernel
 from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
 from gpytorch.means import Mean, ZeroMean
 from gpytorch.models import ExactGP
-from gpytorch.models.exact_prediction_strategies import prediction_strategy
+from gpytorch.models.exact_prediction_strategies import DefaultPredictionStrategy, prediction_strategy
 from torch import Tensor
 
 from ..variational.latent_data import LatentBatch, check_channels
+
+#: whether GPyTorch's exact prediction takes the test blocks (1.15) rather than the joint prior (1.11-1.14)
+_TEST_BLOCKS_SIGNATURE = len(inspect.signature(DefaultPredictionStrategy.exact_prediction).parameters) > 3
 
 
 def _exact_settings() -> contextlib.ExitStack:
@@ -64,7 +68,11 @@ class ExactGPPosterior:
         joint = self.gp.forward(torch.cat([self.x, x_new], dim=-2))
         covar = joint.lazy_covariance_matrix
         with _exact_settings():
-            mean, covar = self.strategy.exact_prediction(joint.mean[..., n:], covar[..., n:, n:], covar[..., n:, :n])
+            if _TEST_BLOCKS_SIGNATURE:  # GPyTorch >= 1.15
+                test_mean, test_test, test_train = joint.mean[..., n:], covar[..., n:, n:], covar[..., n:, :n]
+                mean, covar = self.strategy.exact_prediction(test_mean, test_test, test_train)
+            else:  # GPyTorch 1.11-1.14 take the joint prior
+                mean, covar = self.strategy.exact_prediction(joint.mean, covar)
         return MultivariateNormal(mean, covar)
 
     @cached_property

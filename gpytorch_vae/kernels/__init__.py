@@ -1,5 +1,6 @@
 """Kernels and input maps for the GP-VAE benchmarks."""
 
+from .cauchy_kernel import CauchyKernel
 from .delta_kernel import DeltaKernel
 from .normalized_kernel import NormalizedKernel
 from .view_object_kernel import (
@@ -11,6 +12,7 @@ from .view_object_kernel import (
 )
 
 __all__ = [
+    "CauchyKernel",
     "DeltaKernel",
     "LatentLookup",
     "NormalizedKernel",

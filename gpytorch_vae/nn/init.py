@@ -39,4 +39,6 @@ def truncated_normal_init_(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
+#: The weight initialisations by name (``--init``): PyTorch's defaults, Keras' Glorot-uniform with zero biases,
+#: and the truncated normal of the SVGP-VAE reference code.
 INITIALISATIONS = {"torch": lambda module: module, "keras": keras_init_, "truncated-normal": truncated_normal_init_}

@@ -18,6 +18,8 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .loop import NONFINITE, DivergenceGuard, Progress, guarded_step, set_data_epoch
 
 CHECKPOINT_FORMAT = 3
+# torch < 2.4 accepts fused=True for CPU parameters but has no CPU kernel for the step
+_FUSED_ADAM_ON_CPU = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
 
 
 def adam(parameters, lr: float = 1e-3) -> torch.optim.Adam:
@@ -26,6 +28,9 @@ def adam(parameters, lr: float = 1e-3) -> torch.optim.Adam:
     thread), else the default one. The update is Adam's either way. ``parameters`` may be parameter groups (dicts
     with their own ``lr``, e.g. :func:`prior_parameter_groups`)."""
     parameters = list(parameters)
+    tensors = [p for group in parameters for p in (group["params"] if isinstance(group, dict) else [group])]
+    if any(p.device.type == "cpu" for p in tensors) and not _FUSED_ADAM_ON_CPU:
+        return torch.optim.Adam(parameters, lr=lr)
     try:
         return torch.optim.Adam(parameters, lr=lr, fused=True)
     except (RuntimeError, TypeError):
