@@ -1,7 +1,7 @@
 """The moving-ball initialisation study (issue #24): which network initialisation and learning rates make every model
 lock onto the ball's paths, across seeds and true lengthscales, and whether a learned lengthscale finds the truth.
 
-python benchmarks/moving_ball_init_study.py run --arms svgp-learned-new svgp-learned-old --jobs 2
+python benchmarks/moving_ball_init_study.py run --arms svgp-learned-torch --lengthscales 1.5 3 4 --seeds 1 2 --jobs 1
 python benchmarks/moving_ball_init_study.py report --json benchmarks/results/moving_ball_init_study.json
 
 Each run is ``examples/moving_ball.py`` with ``--threads 1`` in ``RUNS/ARM_lsL_sS`` (resumed where interrupted, skipped
@@ -22,16 +22,17 @@ SEEDS = (1, 2, 3, 4, 5)
 LENGTHSCALES = (1.5, 2.0, 3.0, 4.0)
 LOCK_ON = 0.4  # test-path RMSE below which the paths are traced (a VAE stays near 0.7)
 
-#: name -> (options of examples/moving_ball.py, steps); "new"/"old": the defaults chosen by the study / round 2's
+#: name -> (options of examples/moving_ball.py, steps): each model with PyTorch's and the reference code's truncated
+#: normal initialisation (the SVGP-VAE's default is torch, the others' truncated normal: see NETWORK_INIT)
 ARMS = {
-    "svgp-learned-new": ("--model svgpvae --learn-lengthscale --init torch --prior-lr 0.01", 10000),
-    "svgp-learned-old": ("--model svgpvae --learn-lengthscale --init truncated-normal", 5000),
-    "svgp-fixed-new": ("--model svgpvae --init torch --prior-lr 0.01", 3000),
-    "svgp-fixed-old": ("--model svgpvae --init truncated-normal", 3000),
-    "gpvae-new": ("--model gpvae --init torch --prior-lr 0.01", 3000),
-    "gpvae-old": ("--model gpvae --init truncated-normal", 3000),
-    "vae-new": ("--model vae --init torch", 3000),
-    "vae-old": ("--model vae --init truncated-normal", 3000),
+    "svgp-learned-torch": ("--model svgpvae --learn-lengthscale --init torch", 10000),
+    "svgp-learned-truncnormal": ("--model svgpvae --learn-lengthscale --init truncated-normal", 10000),
+    "svgp-fixed-torch": ("--model svgpvae --init torch", 3000),
+    "svgp-fixed-truncnormal": ("--model svgpvae --init truncated-normal", 3000),
+    "gpvae-torch": ("--model gpvae --init torch", 3000),
+    "gpvae-truncnormal": ("--model gpvae --init truncated-normal", 3000),
+    "vae-torch": ("--model vae --init torch", 3000),
+    "vae-truncnormal": ("--model vae --init truncated-normal", 3000),
 }
 
 

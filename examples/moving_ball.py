@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="learning rate of the latent prior's parameters (lengthscale, inducing points); "
                         "default: --lr")  # fmt: skip
     parser.add_argument("--log-every", type=positive_int, default=100, help="steps per checkpoint and trace point")
-    parser.add_argument("--init", choices=("torch", "truncated-normal"), default="truncated-normal",
-                        help="network initialisation: the reference code's (default) or PyTorch's")  # fmt: skip
+    parser.add_argument("--init", choices=("torch", "truncated-normal"), default=None,
+                        help="network initialisation: PyTorch's or the reference code's truncated normal (default: "
+                        "torch for svgpvae, truncated-normal for gpvae and vae; docs/moving_ball.md)")  # fmt: skip
     parser.add_argument("--no-plots", action="store_true", help="do not draw figures (no matplotlib needed)")
     add_common(parser, out="runs/moving_ball")
     add_compile(parser)
