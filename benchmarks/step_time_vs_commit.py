@@ -57,7 +57,8 @@ def main() -> None:
     print(f"threads {args.threads}, eager, {args.rounds} rounds x {args.steps} steps, medians over rounds")
     print(common.markdown_table(rows, ["model", "before_ms", "after_ms", "after / before"],
                                 {"before_ms": ".1f", "after_ms": ".1f", "after / before": ".2f"}))  # fmt: skip
-    common.save(args.json, {"machine": common.machine(), "commit_tree": args.commit_tree, "rounds": args.rounds,
+    machine = {**common.machine(), "threads": args.threads}  # the steps' threads (this process's are not timed)
+    common.save(args.json, {"machine": machine, "commit_tree": args.commit_tree, "rounds": args.rounds,
                             "steps": args.steps, "rows": rows, "times": {"before": old, "after": new}})  # fmt: skip
 
 

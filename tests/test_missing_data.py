@@ -1,6 +1,10 @@
 """Issue #21: observation masks through the likelihood, the encoder and every latent prior; imputation."""
 
+import json
 import math
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pyro
@@ -187,10 +191,6 @@ def test_impute_keeps_observed_entries_and_gives_samples_and_variances():
 def test_healing_mnist_models_train_impute_and_are_scored(tmp_path):
     """The Healing MNIST example's pieces on a few synthetic digits: every model trains a few steps, imputes the test
     sequences (observed pixels kept) and gets the protocol's metrics."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
     from experiments import healing_mnist as hm
 
     from gpytorch_vae.data import HealingMNIST, RowBatches
@@ -216,11 +216,7 @@ def test_healing_mnist_models_train_impute_and_are_scored(tmp_path):
 
 
 def test_the_healing_mnist_command_line_refuses_bad_mechanisms_and_sizes():
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[1] / "examples" / "healing_mnist.py"
+    script = pathlib.Path(__file__).resolve().parents[1] / "examples" / "healing_mnist.py"
     for bad in (["--mechanism", "sometimes"], ["--size", "huge"]):
         result = subprocess.run([sys.executable, str(script), *bad], capture_output=True, text=True, timeout=60)
         assert result.returncode == 2 and "invalid choice" in result.stderr
@@ -239,3 +235,33 @@ def test_the_cauchy_kernel_is_the_rational_quadratic_with_alpha_one():
     rq = gpytorch.kernels.RQKernel().double()
     rq.alpha, rq.lengthscale = 1.0, 2.0 / 2**0.5
     torch.testing.assert_close(rq(x, z).to_dense(), expected)
+
+
+@pytest.mark.parametrize("model", ["svgpvae", "fgpvae"])
+def test_missing_views_of_a_trained_rotated_mnist_run(model, tmp_path):
+    """examples/rotated_mnist_missing_views.py on a one-epoch run: with nothing hidden it reproduces the run's own
+    Table-1 MSE (masked conditioning with every entry observed is the unmasked one), hidden views are counted, and
+    the figure is drawn."""
+    root = pathlib.Path(__file__).resolve().parents[1] / "examples"
+    run = tmp_path / model
+    train = [sys.executable, str(root / "rotated_mnist.py"), "--model", model, "--epochs", "1", "--threads", "1",
+             "--no-plots", "--compile", "off", "--out", str(run)]  # fmt: skip
+    subprocess.run(train, check=True, capture_output=True, timeout=600)
+    views = [sys.executable, str(root / "rotated_mnist_missing_views.py"), "--run", str(run), "--threads", "1"]
+    result = subprocess.run(views, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((run / "missing_views.json").read_text())["rows"]
+    trained = json.loads((run / "metrics.json").read_text())
+    everything = rows[0]
+    assert everything["views_kept"] is None and everything["pixels_missing"] == 0.0
+    assert everything["mse_test_angle"] == pytest.approx(trained["mse"], rel=1e-5)
+    from experiments.rotated_mnist import RunConfig, load_data, model_splits
+
+    train_split, test, _ = model_splits(model, load_data(RunConfig(model=model), None))
+    ids = train_split.aux[:, 0].astype(int)
+    views = np.array([(ids == digit).sum() for digit in np.unique(test.aux[:, 0].astype(int))])  # test digits' views
+    for row in rows:
+        kept = views if row["views_kept"] is None else np.minimum(views, row["views_kept"])
+        assert row["hidden_views"] == int((views - kept).sum())
+        assert math.isfinite(row["mse_test_angle"])
+    assert (run / "missing_views.png").stat().st_size > 10_000
