@@ -7,10 +7,10 @@ python benchmarks/seattle_weather.py --mechanism mcar --seed 0 --threads 1 --out
 Needs ``pip install vega_datasets pygrinder`` (and ``pypots`` for ``--peers``). The variables are precipitation
 (as log(1 + mm): daily rain is heavy-tailed), maximum and minimum temperature and wind, standardised with the means
 and standard deviations of the entries left observed. Mechanisms: ``mcar`` hides each entry with probability 0.3
-(:func:`pygrinder.mcar`); ``blocks`` hides runs of 14 days of a variable (:func:`pygrinder.seq_missing`, 30 % of the
-entries). The mask is drawn from ``--mask-seed`` (0 for every reported run), the models from ``--seed``. Metrics
-(standardised units, over the hidden entries): MSE, MAE, and for the SVGP-VAE the coverage of its 90 % predictive
-intervals. Writes ``metrics.json`` (one entry per method) and ``imputations.png`` (one year).
+(:func:`pygrinder.mcar`); ``blocks`` hides runs of 14 days of a variable (:func:`pygrinder.seq_missing` on 28-day
+samples, about 30 % of the entries). The mask is drawn from ``--mask-seed`` (0 for every reported run), the models
+from ``--seed``. Metrics (standardised units, over the hidden entries): MSE, MAE, and for the SVGP-VAE the coverage
+of its 90 % predictive intervals. Writes ``metrics.json`` (one entry per method) and ``imputations.png`` (one year).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from gpytorch_vae.training import fit
 
 VARIABLES = ("precipitation", "temp_max", "temp_min", "wind")
 MISSING_RATE, BLOCK_DAYS = 0.3, 14
+MIN_NOISE = 0.2  # the floor of the learned noise variances (standardised units)
 WINDOW = 28  # days per sample for PyPOTS's window-based models
 
 
@@ -55,8 +56,12 @@ def hide(values: np.ndarray, mechanism: str, seed: int) -> np.ndarray:
     np.random.seed(seed)
     if mechanism == "mcar":
         hidden = pygrinder.mcar(values[None], MISSING_RATE)[0]
-    else:
-        hidden = pygrinder.seq_missing(values[None], MISSING_RATE, BLOCK_DAYS)[0]
+    else:  # pygrinder hides at most one block per sample and variable: cut the series into samples of 28 days
+        windows = len(values) // WINDOW
+        hidden = values.copy()
+        blocks = pygrinder.seq_missing(values[: windows * WINDOW].reshape(windows, WINDOW, -1), MISSING_RATE,
+                                       BLOCK_DAYS)  # fmt: skip
+        hidden[: windows * WINDOW] = blocks.reshape(windows * WINDOW, -1)
     return ~np.isnan(hidden)
 
 
@@ -93,9 +98,9 @@ def svgpvae_fill(y, mask, seed: int, epochs: int, inducing: int, latent_dim: int
         MLPDecoder(latent_dim, (64, 64), y.shape[1]),
         SparseLatentPrior(gp),
         latent_dim=latent_dim,
-        # learned noise per variable, kept above 0.05 (standardised units) so the short-lengthscale latent GP does not
+        # learned noise per variable, kept above MIN_NOISE so that the short-lengthscale latent GP does not
         # absorb the day-to-day noise of the observed entries
-        likelihood=GaussianLikelihood(noise=0.5, learn_noise=True, noise_shape=(y.shape[1],), min_noise=0.05),
+        likelihood=GaussianLikelihood(noise=0.5, learn_noise=True, noise_shape=(y.shape[1],), min_noise=MIN_NOISE),
         gp_dtype=torch.float64,
     )
     data = TensorDataset(days, y_t, mask_t)

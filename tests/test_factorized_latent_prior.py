@@ -9,8 +9,9 @@ from pyro.infer import TraceMeanField_ELBO
 
 from gpytorch_vae import GPVAE, ExactLatentGP, SparseLatentGP
 from gpytorch_vae.kernels import DeltaKernel, fixed_periodic_kernel
+from gpytorch_vae.likelihoods import GaussianLikelihood
 from gpytorch_vae.priors import FactorizedLatentPrior
-from gpytorch_vae.variational.factorized_posterior import global_posterior
+from gpytorch_vae.priors.factorized_posterior import global_posterior
 from gpytorch_vae.variational.group_layout import GroupLayout
 
 DT = torch.float64
@@ -174,7 +175,7 @@ def test_svi_loss_matches_the_fgp_elbo(sparse):
     x, _, _ = grouped_data()
     y = torch.randn(x.size(0), 3, dtype=DT)
     vae = GPVAE(Encoder().double(), torch.nn.Linear(J + G, 3).double(), make_prior(sparse), J + G,
-                likelihood="gaussian", gp_dtype=DT)  # fmt: skip
+                likelihood=GaussianLikelihood(noise=1.0), gp_dtype=DT)  # fmt: skip
     pyro.clear_param_store()
     losses = torch.tensor([TraceMeanField_ELBO().loss(vae.model, vae.guide, x, y) for _ in range(400)])
     mean, var = vae.latent_dataset(y)

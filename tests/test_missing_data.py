@@ -1,5 +1,6 @@
 """Issue #21: observation masks through the likelihood, the encoder and every latent prior; imputation."""
 
+import importlib.util
 import json
 import math
 import pathlib
@@ -241,13 +242,16 @@ def test_the_cauchy_kernel_is_the_rational_quadratic_with_alpha_one():
 def test_missing_views_of_a_trained_rotated_mnist_run(model, tmp_path):
     """examples/rotated_mnist_missing_views.py on a one-epoch run: with nothing hidden it reproduces the run's own
     Table-1 MSE (masked conditioning with every entry observed is the unmasked one), hidden views are counted, and
-    the figure is drawn."""
+    the figure is drawn (where matplotlib is installed)."""
     root = pathlib.Path(__file__).resolve().parents[1] / "examples"
     run = tmp_path / model
     train = [sys.executable, str(root / "rotated_mnist.py"), "--model", model, "--epochs", "1", "--threads", "1",
              "--no-plots", "--compile", "off", "--out", str(run)]  # fmt: skip
     subprocess.run(train, check=True, capture_output=True, timeout=600)
     views = [sys.executable, str(root / "rotated_mnist_missing_views.py"), "--run", str(run), "--threads", "1"]
+    plots = importlib.util.find_spec("matplotlib") is not None  # the oldest-dependency CI step has no matplotlib
+    if not plots:
+        views.append("--no-plots")
     result = subprocess.run(views, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     rows = json.loads((run / "missing_views.json").read_text())["rows"]
@@ -264,4 +268,5 @@ def test_missing_views_of_a_trained_rotated_mnist_run(model, tmp_path):
         kept = views if row["views_kept"] is None else np.minimum(views, row["views_kept"])
         assert row["hidden_views"] == int((views - kept).sum())
         assert math.isfinite(row["mse_test_angle"])
-    assert (run / "missing_views.png").stat().st_size > 10_000
+    if plots:
+        assert (run / "missing_views.png").stat().st_size > 10_000

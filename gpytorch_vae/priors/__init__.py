@@ -18,6 +18,7 @@ from .factorized import (
     FactorizedLatentPrior,
     SparseGroupGP,
 )
+from .factorized_posterior import GroupedGPPosterior, global_posterior
 from .independent import IndependentLatentPosterior, IndependentLatentPrior
 from .sparse import SparseLatentPosterior, SparseLatentPrior
 
@@ -27,6 +28,7 @@ __all__ = [
     "ExactLatentPrior",
     "FactorizedLatentPosterior",
     "FactorizedLatentPrior",
+    "GroupedGPPosterior",
     "IndependentLatentPosterior",
     "IndependentLatentPrior",
     "LatentPosterior",
@@ -38,6 +40,7 @@ __all__ = [
     "check_latent_data",
     "check_num_data",
     "flat_latent_site",
+    "global_posterior",
     "marginal_distribution",
     "pyro_site",
     "rsample_site",

@@ -19,12 +19,6 @@ from gpytorch.kernels import Kernel
 from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import Tensor
 
-from ..variational.factorized_posterior import (
-    GroupedGPPosterior,
-    global_posterior,
-    masked_block_covariance,
-    select_groups,
-)
 from ..variational.group_layout import GroupLayout
 from ..variational.noise import StandardNormalNoise
 from .base import (
@@ -36,6 +30,12 @@ from .base import (
     marginal_distribution,
     noise_or_default,
 )
+from .factorized_posterior import (
+    GroupedGPPosterior,
+    global_posterior,
+    masked_block_covariance,
+    select_groups,
+)
 from .sparse import SparseLatentPosterior, SparseLatentPrior
 
 
@@ -46,7 +46,7 @@ def _tril(covariance: Tensor, jitter: float) -> Tensor:
 
 # ---------------------------------------------------------------------- local components
 class ExactGroupPosterior:
-    """The exact local posterior of every group (:class:`~gpytorch_vae.variational.GroupedGPPosterior` over
+    """The exact local posterior of every group (:class:`~gpytorch_vae.priors.GroupedGPPosterior` over
     ``(J, P, Q)``), with its prior blocks; site ``z_local``."""
 
     def __init__(self, component: ExactGroupGP, inputs: Tensor, blocks: Tensor, posterior: GroupedGPPosterior,
