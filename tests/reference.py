@@ -126,10 +126,15 @@ class LinearEncoder(torch.nn.Module):
 
 def tiny_vae(data_dim: int = 16, latent_dim: int = 2):
     """A Gaussian VAE with linear networks and the N(0, I) prior."""
+    from gpytorch_vae.likelihoods import GaussianLikelihood
     from gpytorch_vae.models import GPVAE
     from gpytorch_vae.priors import IndependentLatentPrior
 
     decoder = torch.nn.Linear(latent_dim, data_dim)
     return GPVAE(
-        LinearEncoder(data_dim, latent_dim), decoder, IndependentLatentPrior(), latent_dim, likelihood="gaussian"
+        LinearEncoder(data_dim, latent_dim),
+        decoder,
+        IndependentLatentPrior(),
+        latent_dim,
+        likelihood=GaussianLikelihood(noise=1.0),
     )

@@ -220,6 +220,7 @@ class TestLatentDataValidation:
 
 
 class TestGuardedTraining:
+    @pytest.mark.filterwarnings("ignore:fit_svi is deprecated:DeprecationWarning")  # the deprecated alias still works
     def test_a_nan_loss_stops_before_anything_changes_or_is_written(self, tmp_path):
         data = make_synthetic_gp_data(num_points=40)
         path = str(tmp_path / "checkpoint.pt")
@@ -238,6 +239,7 @@ class TestGuardedTraining:
             assert torch.equal(value, before[key]), key
         assert load_checkpoint(path)["epoch"] == 1
 
+    @pytest.mark.filterwarnings("ignore:fit_svi is deprecated:DeprecationWarning")  # the deprecated alias still works
     def test_skip_mode_skips_the_bad_step(self):
         data = make_synthetic_gp_data(num_points=40)
         bad = data.y * 1e30
@@ -258,6 +260,7 @@ class TestGuardedTraining:
         )
         assert not (tmp_path / "metrics.json").exists()
 
+    @pytest.mark.filterwarnings("ignore:fit_svi is deprecated:DeprecationWarning")  # the deprecated alias still works
     def test_gradient_clipping_bounds_the_update(self):
         data = make_synthetic_gp_data(num_points=40)
         pyro.set_rng_seed(0)

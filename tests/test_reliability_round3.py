@@ -62,6 +62,7 @@ class TestResumeRefusesOtherSettings:
         result = run_example("synthetic.py", [*synthetic, "--resume", "--seed", "3"])
         assert result.returncode == 1 and "seed: 0 in the checkpoint, 3 now" in result.stderr
 
+    @pytest.mark.filterwarnings("ignore:fit_svi is deprecated:DeprecationWarning")  # the deprecated alias still works
     def test_the_api_names_the_checkpoint_of_another_latent_size(self, tmp_path):
         data = make_synthetic_gp_data(num_points=40)
         path = str(tmp_path / "ckpt.pt")

@@ -1,6 +1,7 @@
 """Training loop (checkpoint/resume), metric and synthetic generator."""
 
 import pyro
+import pytest
 import torch
 
 from gpytorch_vae.data import make_synthetic_gp_data
@@ -23,6 +24,7 @@ def test_synthetic_data_deterministic_and_gp_like():
     assert torch.corrcoef(torch.stack([a.z[:-1, 0], a.z[1:, 0]]))[0, 1] > 0.8
 
 
+@pytest.mark.filterwarnings("ignore:fit_svi is deprecated:DeprecationWarning")  # the deprecated alias still works
 def test_resume_continues_from_saved_epoch(tmp_path):
     data = make_synthetic_gp_data(num_points=40)
     batches = lambda: [(data.x, data.y)]  # noqa: E731

@@ -17,6 +17,7 @@ from gpytorch_vae import GPVAE
 from gpytorch_vae.data import MovingBallBatch, MovingBallGenerator, MovingBallStream, moving_ball_test_batch
 from gpytorch_vae.gps import ExactLatentGP, SparseLatentGP
 from gpytorch_vae.io import RunFolder, write_json
+from gpytorch_vae.likelihoods import BernoulliLikelihood
 from gpytorch_vae.metrics import affine_align
 from gpytorch_vae.nn import INITIALISATIONS, MLPDecoder, MLPEncoder, compile_networks
 from gpytorch_vae.objectives import ELBO
@@ -79,7 +80,7 @@ def build_model(
     encoder, decoder = MLPEncoder(pixels, HIDDEN, LATENT_DIM), MLPDecoder(LATENT_DIM, HIDDEN, pixels)
     INITIALISATIONS[network_init](encoder)
     INITIALISATIONS[network_init](decoder)
-    return GPVAE(encoder, decoder, prior, latent_dim=LATENT_DIM, likelihood="bernoulli", min_variance=1e-6,
+    return GPVAE(encoder, decoder, prior, latent_dim=LATENT_DIM, likelihood=BernoulliLikelihood(), min_variance=1e-6,
                  max_variance=1e3, gp_dtype=gp_dtype)  # fmt: skip
 
 
