@@ -166,8 +166,13 @@ def run(model: str = "svgpvae", mechanism: str = "random", size: str = "quick", 
             from .plotting import plot_sequences
 
             rows = torch.arange(4)
-            _, y, mask = test[rows]
+            x, y, mask = test[rows]
+            variance = None
+            if net is not None:  # the predictive variance of each pixel (0 where observed)
+                with evaluating(net):
+                    variance = net.impute(x, y, mask, num_samples=num_samples).variance
             plot_sequences(y, mask, probs[:4], test.full_frames(rows), os.path.join(out, "sequences.png"),
+                           variance=variance,
                            title=f"{model}, {mechanism} missingness: test MSE {results['mse']:.4f}")  # fmt: skip
         return metrics
 
