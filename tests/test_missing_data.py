@@ -213,6 +213,10 @@ def test_healing_mnist_models_train_impute_and_are_scored(tmp_path):
         assert torch.equal(probs[mask], y[mask]) and bool(((probs >= 0) & (probs <= 1)).all())
         metrics = hm.metrics_of(probs, test)
         assert 0 <= metrics["mse"] <= 1 and metrics["nll"] > 0 and 0 <= metrics["calibration_error"] <= 1
+        in_chunks = hm.metrics_of(probs, test, batch_size=3)  # the sums over chunks are the sums over the whole
+        assert in_chunks.keys() == metrics.keys() and in_chunks["missing_entries"] == metrics["missing_entries"]
+        for key in metrics:
+            assert in_chunks[key] == pytest.approx(metrics[key], rel=1e-9, abs=1e-12), key
         assert (predictive is None) == (model in ("mean", "forward"))
 
 

@@ -94,22 +94,35 @@ def evaluating(model: torch.nn.Module):
 def metrics_of(probs: torch.Tensor, test: HealingMNIST, batch_size: int = 500) -> dict:
     """The protocol's metrics over the missing entries of the test set; calibration: the coverage of the smallest sets
     of pixel values holding 90 % predictive probability ({1} if p >= 0.9, {0} if p <= 0.1, else both; with
-    ``decisive_share``, the share of singletons) and the expected calibration error over 10 bins of p."""
-    truth = torch.cat([test.full_frames(rows) for rows in torch.arange(len(test)).split(batch_size)])
-    missing = torch.cat([test.missing_mask(rows) for rows in torch.arange(len(test)).split(batch_size)])
-    p, x = probs[missing].double(), truth[missing].double()
-    covered = torch.where(p >= 0.9, x == 1, torch.where(p <= 0.1, x == 0, torch.ones_like(x, dtype=torch.bool)))
-    bins = (p * 10).long().clamp(max=9)  # reliability: 10 bins of p, |mean truth - mean p| weighted by the bin's share
-    count = torch.bincount(bins, minlength=10).double()
-    gap = torch.bincount(bins, weights=x, minlength=10) - torch.bincount(bins, weights=p, minlength=10)
+    ``decisive_share``, the share of singletons) and the expected calibration error over 10 bins of p. Computed
+    ``batch_size`` sequences at a time (the full test set's missing entries in float64 would take gigabytes)."""
+    totals = {"se": 0.0, "nll": 0.0, "covered": 0.0, "decisive": 0.0, "count": 0}
+    bin_count, bin_truth, bin_p = (torch.zeros(10, dtype=torch.float64) for _ in range(3))
+    for rows in torch.arange(len(test)).split(batch_size):
+        truth, missing, chunk = test.full_frames(rows), test.missing_mask(rows), probs[rows]
+        count = int(missing.sum())
+        if count == 0:
+            continue
+        totals["se"] += masked_mse(chunk, truth, missing) * count
+        totals["nll"] += masked_bernoulli_nll(chunk, truth, missing) * count
+        p, x = chunk[missing].double(), truth[missing].double()
+        covered = torch.where(p >= 0.9, x == 1, torch.where(p <= 0.1, x == 0, torch.ones_like(x, dtype=torch.bool)))
+        totals["covered"] += covered.double().sum().item()
+        totals["decisive"] += ((p >= 0.9) | (p <= 0.1)).double().sum().item()
+        totals["count"] += count
+        bins = (p * 10).long().clamp(max=9)  # reliability: 10 bins of p, |mean truth - mean p| weighted by share
+        bin_count += torch.bincount(bins, minlength=10).double()
+        bin_truth += torch.bincount(bins, weights=x, minlength=10)
+        bin_p += torch.bincount(bins, weights=p, minlength=10)
+    count = max(totals["count"], 1)
     return {
-        "mse": masked_mse(probs, truth, missing),
-        "nll": masked_bernoulli_nll(probs, truth, missing),
+        "mse": totals["se"] / count,
+        "nll": totals["nll"] / count,
         "auroc": downstream_auroc(probs, test.labels),
-        "coverage_90": covered.double().mean().item(),
-        "calibration_error": (gap.abs().sum() / count.sum()).item(),
-        "decisive_share": ((p >= 0.9) | (p <= 0.1)).double().mean().item(),
-        "missing_entries": int(missing.sum()),
+        "coverage_90": totals["covered"] / count,
+        "calibration_error": ((bin_truth - bin_p).abs().sum() / bin_count.sum().clamp_min(1)).item(),
+        "decisive_share": totals["decisive"] / count,
+        "missing_entries": totals["count"],
     }
 
 
