@@ -4,7 +4,6 @@ input), against mean and forward imputation; MSE and NLL over the missing entrie
 
 from __future__ import annotations
 
-import contextlib
 import os
 import resource
 import time
@@ -23,6 +22,7 @@ from gpytorch_vae.nn import MaskedEncoder, MLPDecoder, MLPEncoder
 from gpytorch_vae.objectives import ELBO
 from gpytorch_vae.training import epoch_timing, fit
 
+from .evaluation import evaluating
 from .resources import peak_rss_mb, reset_peak_rss
 
 MODELS = ("svgpvae", "gpvae", "vae", "mean", "forward")
@@ -80,15 +80,6 @@ def forward_imputation(y: torch.Tensor, mask: torch.Tensor, means: torch.Tensor)
 
 
 # ---------------------------------------------------------------------- evaluation
-@contextlib.contextmanager
-def evaluating(model: torch.nn.Module):
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield model
-    finally:
-        model.train(was_training)
 
 
 def metrics_of(probs: torch.Tensor, test: HealingMNIST, batch_size: int = 500) -> dict:

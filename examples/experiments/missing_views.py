@@ -12,7 +12,8 @@ from gpytorch_vae.data import RowBatches
 from gpytorch_vae.data.rotated_mnist import ANGLES_DEG
 from gpytorch_vae.training.checkpoint import load_checkpoint
 
-from .rotated_mnist import BATCH_SIZE, Capacity, RunConfig, build_model, evaluating, load_data, model_splits
+from .evaluation import evaluating
+from .rotated_mnist import BATCH_SIZE, Capacity, RunConfig, build_model, load_data, model_splits
 
 SETTINGS = ((None, 0.0), (4, 0.0), (2, 0.0), (1, 0.0), (None, 0.5), (4, 0.5), (2, 0.5))  # (views kept, pixels missing)
 

@@ -3,7 +3,6 @@ evaluation and result files."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 
@@ -23,6 +22,8 @@ from gpytorch_vae.nn import INITIALISATIONS, MLPDecoder, MLPEncoder, compile_net
 from gpytorch_vae.objectives import ELBO
 from gpytorch_vae.priors import ExactLatentPrior, IndependentLatentPrior, SparseLatentPrior
 from gpytorch_vae.training import Evaluation, adam, epoch_timing, fit, prior_parameter_groups
+
+from .evaluation import evaluating
 
 MODELS = ("vae", "gpvae", "svgpvae")
 LATENT_DIM = 2
@@ -153,16 +154,6 @@ def trace_point(vae: GPVAE, probe: MovingBallBatch):
             return {"loss": state.history["loss"][-1], **kernel_state(vae), **encoder_state(vae, probe)}
 
     return point
-
-
-@contextlib.contextmanager
-def evaluating(model: torch.nn.Module):
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def trace_history(points: list[dict]) -> dict:

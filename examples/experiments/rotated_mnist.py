@@ -50,6 +50,7 @@ from gpytorch_vae.objectives import ELBO, GECOObjective
 from gpytorch_vae.priors import FactorizedLatentPrior, IndependentLatentPrior, SparseLatentPrior
 from gpytorch_vae.training import Evaluation, epoch_timing, fit
 
+from .evaluation import evaluating
 from .resources import peak_rss_mb, reset_peak_rss
 
 LATENT_DIM = 16
@@ -300,18 +301,6 @@ def train(name: str, model, rows, epochs: int, lr: float, batch_size: int, shuff
 # ---------------------------------------------------------------------- evaluation
 def _sample(q) -> Tensor:
     return q.mean + q.variance.sqrt() * torch.randn_like(q.mean)
-
-
-@contextlib.contextmanager
-def evaluating(model: torch.nn.Module):
-    """``model`` in eval mode (e.g. no statistics reducer: one process conditions on all data) and no gradients."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield model
-    finally:
-        model.train(was_training)
 
 
 @torch.no_grad()
