@@ -4,7 +4,8 @@ python benchmarks/healing_mnist_table.py --runs-dir runs/healing_mnist --seeds 0
     --json benchmarks/results/healing_mnist_quick.json
 
 Run folders are ``RUNS_DIR/MODEL-MECHANISM_sSEED`` (``benchmarks/study.py`` names them so): the library's models from
-``examples/healing_mnist.py`` and ``pypots-MECHANISM_sSEED`` from ``benchmarks/pypots_healing_mnist.py``. Every
+``examples/healing_mnist.py`` and ``pypots-MECHANISM_sSEED`` from ``benchmarks/pypots_healing_mnist.py``; variants
+under their own names (``--models svgpvae svgpvae_w3`` for runs named ``svgpvae_w3-MECHANISM_sSEED``). Every
 number is the final model's on the test sequences, over the missing entries (the protocol's metrics,
 ``docs/protocols/healing_mnist.md``).
 """
@@ -38,10 +39,10 @@ def summary(values: list[float], form: str) -> str:
     return f"{statistics.mean(values):{form}} ± {statistics.stdev(values):{form}}"
 
 
-def rows(runs_dir: str, seeds) -> list[dict]:
+def rows(runs_dir: str, seeds, models=MODELS) -> list[dict]:
     table = []
     for mechanism in MECHANISMS:
-        for model in MODELS:
+        for model in models:
             runs = common.load_runs(runs_dir, f"{model}-{mechanism}", seeds)
             if not runs:
                 continue
@@ -56,9 +57,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs-dir", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), help="run-name prefixes, in table order")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    table = rows(args.runs_dir, args.seeds)
+    table = rows(args.runs_dir, args.seeds, args.models)
     shown = [{**row, **{c: summary(row[c], f) for c, (_, f) in METRICS.items()}} for row in table]
     print(common.markdown_table(shown, ["mechanism", "model", "seeds", "epochs", *METRICS]))
     if args.json:

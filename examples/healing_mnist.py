@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=positive_int, default=64, help="sequences per batch")
     parser.add_argument("--latent-dim", type=positive_int, default=32)
     parser.add_argument("--inducing", type=positive_int, default=5, help="inducing points per sequence (svgpvae)")
+    parser.add_argument("--encoder-window", type=positive_int, default=1,
+                        help="frames each code is encoded from (odd; 3 as the GP-VAE authors' encoder)")  # fmt: skip
     parser.add_argument("--lr", type=positive_float, default=1e-3)
     parser.add_argument("--samples", type=positive_int, default=10, help="posterior draws for the predictive")
     parser.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files ($GPYTORCH_VAE_DATA)")
@@ -42,6 +44,7 @@ def main(argv=None) -> None:
         model=args.model, mechanism=args.mechanism, size=args.size, epochs=args.epochs, batch_size=args.batch_size,
         latent_dim=args.latent_dim, inducing=args.inducing, lr=args.lr, seed=args.seed, data_dir=args.data_dir,
         cache_dir=args.cache_dir, out=args.out, resume=args.resume, plots=not args.no_plots, num_samples=args.samples,
+        encoder_window=args.encoder_window,
     )  # fmt: skip
     print(json.dumps(strict_json_value(metrics), indent=2))
 

@@ -274,3 +274,45 @@ def test_missing_views_of_a_trained_rotated_mnist_run(model, tmp_path):
         assert math.isfinite(row["mse_test_angle"])
     if plots:
         assert (run / "missing_views.png").stat().st_size > 10_000
+
+
+def test_the_window_encoder_is_a_convolution_over_time():
+    """WindowEncoder + a linear layer = torch's Conv1d of width ``window`` over the observation axis, zero padded."""
+    from gpytorch_vae.nn import WindowEncoder
+
+    torch.manual_seed(0)
+    batch, b, features, hidden, window = 3, 7, 4, 5, 3
+    linear = torch.nn.Linear(window * features, hidden).double()
+    conv = torch.nn.Conv1d(features, hidden, window, padding=window // 2).double()
+    with torch.no_grad():  # conv.weight[h, d, k] multiplies y[t + k - 1, d]; the window is neighbour-major
+        conv.weight.copy_(linear.weight.view(hidden, window, features).transpose(1, 2))
+        conv.bias.copy_(linear.bias)
+
+    class Pair(torch.nn.Module):
+        def forward(self, y):
+            return linear(y), linear(y)
+
+    y = torch.randn(batch, b, features, dtype=DT)
+    expected = conv(y.transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(WindowEncoder(Pair(), window)(y)[0], expected)
+    identity = WindowEncoder(torch.nn.Identity(), 1)  # a window of one is the plain encoder
+    assert torch.equal(identity(y), y)
+    for bad in (0, 2, -1):
+        with pytest.raises(ValueError, match="positive odd"):
+            WindowEncoder(Pair(), bad)
+
+
+def test_a_windowed_masked_encoder_trains_and_imputes_on_healing_mnist_sequences():
+    from experiments import healing_mnist as hm
+
+    from gpytorch_vae.data import HealingMNIST, RowBatches
+    from gpytorch_vae.training import fit
+
+    g = np.random.default_rng(1)
+    images = (g.random((12, 28, 28)) > 0.7).astype(np.uint8) * 255
+    data_set = HealingMNIST.from_arrays(images, np.arange(12) % 3, "train", "frames")
+    net = hm.build_model("svgpvae", latent_dim=4, inducing=3, encoder_window=3)
+    history = fit(ELBO(net, None, loss_scale=1 / 4), RowBatches(data_set, 4), epochs=1, progress=False).history
+    assert all(math.isfinite(v) for v in history["loss"])
+    x, y, mask = data_set[torch.arange(4)]
+    assert torch.equal(net.impute(x, y, mask).mean[mask], y[mask])

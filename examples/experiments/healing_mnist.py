@@ -18,7 +18,7 @@ from gpytorch_vae.io import RunFolder, write_json
 from gpytorch_vae.kernels import CauchyKernel
 from gpytorch_vae.likelihoods import BernoulliLikelihood
 from gpytorch_vae.metrics import downstream_auroc, masked_bernoulli_nll, masked_mse
-from gpytorch_vae.nn import MaskedEncoder, MLPDecoder, MLPEncoder
+from gpytorch_vae.nn import MaskedEncoder, MLPDecoder, MLPEncoder, WindowEncoder
 from gpytorch_vae.objectives import ELBO
 from gpytorch_vae.training import epoch_timing, fit
 
@@ -40,10 +40,11 @@ def cauchy_kernel(latent_dim: int) -> CauchyKernel:
     return kernel
 
 
-def build_model(model: str, latent_dim: int, inducing: int) -> GPVAE:
+def build_model(model: str, latent_dim: int, inducing: int, encoder_window: int = 1) -> GPVAE:
     """The masked-input MLP encoder and the MLP decoder (ReLU), a Bernoulli likelihood and the model's prior: one GP
     per sequence and latent channel over the 10 frame times (SVGP-VAE with ``inducing`` points evenly on [0, 9], or
-    exact), or N(0, I) (VAE)."""
+    exact), or N(0, I) (VAE). ``encoder_window`` > 1: each frame's code is encoded from that many frames around it
+    (:class:`~gpytorch_vae.nn.WindowEncoder`, the GP-VAE authors' temporal encoder has 3)."""
     if model == "vae":
         prior = IndependentLatentPrior()
     elif model == "gpvae":
@@ -52,7 +53,8 @@ def build_model(model: str, latent_dim: int, inducing: int) -> GPVAE:
         inducing_points = torch.linspace(0, 9, inducing, dtype=torch.float64).unsqueeze(-1)
         prior = SparseLatentPrior(SparseLatentGP(inducing_points, cauchy_kernel(latent_dim),
                                                  learn_inducing_locations=False))  # fmt: skip
-    encoder = MaskedEncoder(MLPEncoder(2 * PIXELS, ENCODER, latent_dim, activation=torch.nn.ReLU))
+    encoder = MLPEncoder(2 * PIXELS * encoder_window, ENCODER, latent_dim, activation=torch.nn.ReLU)
+    encoder = MaskedEncoder(encoder if encoder_window == 1 else WindowEncoder(encoder, encoder_window))
     decoder = MLPDecoder(latent_dim, DECODER, PIXELS, activation=torch.nn.ReLU)
     return GPVAE(encoder, decoder, prior, latent_dim, BernoulliLikelihood(), gp_dtype=torch.float64)
 
@@ -120,7 +122,8 @@ def metrics_of(probs: torch.Tensor, test: HealingMNIST, batch_size: int = 500) -
 def run(model: str = "svgpvae", mechanism: str = "random", size: str = "quick", epochs: int = 20,
         batch_size: int = 64, latent_dim: int = 32, inducing: int = 5, lr: float = 1e-3, seed: int = 0,
         data_dir: str | None = None, cache_dir: str | None = None, out: str = "runs/healing_mnist",
-        resume: bool = False, progress: bool = True, plots: bool = True, num_samples: int = 10) -> dict:  # fmt: skip
+        resume: bool = False, progress: bool = True, plots: bool = True, num_samples: int = 10,
+        encoder_window: int = 1) -> dict:  # fmt: skip
     """Train one model on the training sequences (observed pixels only) and impute the test sequences; writes
     ``metrics.json`` (MSE, NLL, AUROC, calibration, s/epoch, peak memory), ``history.json``, ``sequences.png`` and a
     checkpoint per epoch (``resume`` continues; refused with other settings)."""
@@ -133,9 +136,10 @@ def run(model: str = "svgpvae", mechanism: str = "random", size: str = "quick", 
         pyro.set_rng_seed(seed)
         net, timing, history, training_seconds, training_peak = None, {}, {}, 0.0, None
         if model in ("svgpvae", "gpvae", "vae"):
-            net = build_model(model, latent_dim, inducing)
+            net = build_model(model, latent_dim, inducing, encoder_window)
             run_config = dict(model=model, mechanism=mechanism, size=size, batch_size=batch_size,
-                              latent_dim=latent_dim, inducing=inducing, lr=lr, seed=seed)  # fmt: skip
+                              latent_dim=latent_dim, inducing=inducing, lr=lr, seed=seed,
+                              **({} if encoder_window == 1 else {"encoder_window": encoder_window}))  # fmt: skip
             tracking = reset_peak_rss()
             start = time.perf_counter()
             # every sequence is its own GP data set (num_data None); the loss is per sequence
@@ -161,7 +165,8 @@ def run(model: str = "svgpvae", mechanism: str = "random", size: str = "quick", 
             "training_peak_rss_mb": training_peak,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "threads": torch.get_num_threads(), "latent_dim": latent_dim if net else None,
-            "inducing": inducing if model == "svgpvae" else None, "batch_size": batch_size, "num_samples": num_samples,
+            "inducing": inducing if model == "svgpvae" else None, "encoder_window": encoder_window if net else None,
+            "batch_size": batch_size, "num_samples": num_samples,
             "train_sequences": len(train), "test_sequences": len(test),
         }  # fmt: skip
         write_json(os.path.join(out, "metrics.json"), metrics)

@@ -4,7 +4,7 @@ and the papers' configurations (rotated MNIST, SPRITES), with the reference code
 from .compile import compile_networks, compiler_available
 from .conv import ConvDecoder, ConvEncoder, ImageDecoder, ImageEncoder
 from .init import INITIALISATIONS, keras_init_, truncated_normal_init_
-from .mlp import MaskedEncoder, MLPDecoder, MLPEncoder
+from .mlp import MaskedEncoder, MLPDecoder, MLPEncoder, WindowEncoder
 from .representation import RepresentationInputs, RepresentationNetwork, pretrain_representation
 from .sprites import SpritesDecoder, SpritesEncoder, SpritesFrameNetwork
 
@@ -22,6 +22,7 @@ __all__ = [
     "SpritesDecoder",
     "SpritesEncoder",
     "SpritesFrameNetwork",
+    "WindowEncoder",
     "pretrain_representation",
     "compile_networks",
     "compiler_available",

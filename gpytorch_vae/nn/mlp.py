@@ -98,3 +98,36 @@ class MaskedEncoder(torch.nn.Module):
 
     def forward(self, y: Tensor, mask: Tensor, *args) -> tuple[Tensor, Tensor]:
         return self.encoder(torch.cat([y, mask.to(y)], dim=self.dim), *args)
+
+
+class WindowEncoder(torch.nn.Module):
+    r"""An encoder that sees each observation with its neighbours: for vector observations ``(*batch, b, D)`` ordered
+    along ``b`` (frames of a sequence, days of a series), observation :math:`i` is encoded from
+    :math:`\mathbf y_{i-h}, \dots, \mathbf y_{i+h}` (``window`` :math:`= 2h + 1`), concatenated into
+    ``window * D`` features, with zeros beyond the ends. This is the GP-VAE imputation paper's temporal encoder
+    (Fortuin et al. 2020: a 1-D convolution of width 3 over time as the first layer; a window followed by a linear
+    layer is that convolution), which lets the code of a frame with missing pixels draw on the neighbouring frames.
+
+    The approximate likelihood :math:`\tilde q(\mathbf z_i\mid\mathbf y_{i-h:i+h})` uses each observation up to
+    ``window`` times, so the latent dataset is no longer one factor per observation as in the SVGP-VAE paper (Eq. 5);
+    use it where observations lie on a grid and neighbours carry the missing information.
+
+    Put it inside :class:`MaskedEncoder` (``MaskedEncoder(WindowEncoder(MLPEncoder(2 * D * window, ...)))``): the
+    mask travels with the values, and the zero padding at the ends reads as missing.
+
+    :param encoder: an encoder taking ``window * D`` features (``window * 2D`` inside :class:`MaskedEncoder`).
+    :param window: the odd number of observations seen per code (1: the plain encoder).
+    """
+
+    def __init__(self, encoder: torch.nn.Module, window: int = 3):
+        super().__init__()
+        if int(window) < 1 or int(window) % 2 == 0:
+            raise ValueError(f"window must be a positive odd number, got {window}")
+        self.encoder, self.window = encoder, int(window)
+
+    def forward(self, y: Tensor, *args) -> tuple[Tensor, Tensor]:
+        half = self.window // 2
+        # zero observations padded at both ends of the b axis, then a sliding window over it (torch's unfold appends
+        # the window as the last dimension: (*batch, b, D, window) -> (*batch, b, window * D), neighbour-major)
+        padded = torch.nn.functional.pad(y, (0, 0, half, half))
+        return self.encoder(padded.unfold(-2, self.window, 1).transpose(-1, -2).flatten(-2), *args)
