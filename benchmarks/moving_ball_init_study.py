@@ -33,6 +33,15 @@ ARMS = {
     "gpvae-truncnormal": ("--model gpvae --init truncated-normal", 3000),
     "vae-torch": ("--model vae --init torch", 3000),
     "vae-truncnormal": ("--model vae --init truncated-normal", 3000),
+    # the lengthscale started long and held for 1,000 steps (docs/moving_ball.md, "a warm-up of the prior")
+    "svgp-warmup-torch": (
+        "--model svgpvae --learn-lengthscale --lengthscale-init 4 --prior-warmup 1000 --init torch",
+        3000,
+    ),
+    "svgp-warmup-truncnormal": (
+        "--model svgpvae --learn-lengthscale --lengthscale-init 4 --prior-warmup 1000 --init truncated-normal",
+        3000,
+    ),
 }
 
 

@@ -49,12 +49,17 @@ def collapsed_bound(paths: torch.Tensor, lengthscale: float, noise: float, induc
     return (fit.log_prob(paths).sum() - paths.size(0) * trace / (2 * noise)).item()
 
 
-def exact_log_likelihood(paths: torch.Tensor, lengthscale: float, noise: float) -> float:
+def exact_log_likelihoods(paths: torch.Tensor, lengthscale: float, noise: float) -> torch.Tensor:
+    """``log N(y | 0, K + s I)`` of each of the ``(P, T)`` paths under the RBF kernel over the frame times: ``(P,)``."""
     kernel = RBFKernel().double()
     kernel.lengthscale = lengthscale
     times = torch.arange(NUM_FRAMES, dtype=torch.float64).unsqueeze(-1)
     covariance = kernel(times).to_dense() + noise * torch.eye(NUM_FRAMES, dtype=torch.float64)
-    return MultivariateNormal(torch.zeros(NUM_FRAMES, dtype=torch.float64), covariance).log_prob(paths).sum().item()
+    return MultivariateNormal(torch.zeros(NUM_FRAMES, dtype=torch.float64), covariance).log_prob(paths)
+
+
+def exact_log_likelihood(paths: torch.Tensor, lengthscale: float, noise: float) -> float:
+    return exact_log_likelihoods(paths, lengthscale, noise).sum().item()
 
 
 def argmax_lengthscale(objective, low: float = 0.3, high: float = 12.0, steps: int = 60) -> float:

@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prior-lr", type=positive_float, default=None,
                         help="learning rate of the latent prior's parameters (lengthscale, inducing points); "
                         "default: --lr")  # fmt: skip
+    parser.add_argument("--prior-warmup", type=int, default=0,
+                        help="steps during which the latent prior's parameters stay at their start")  # fmt: skip
     parser.add_argument("--log-every", type=positive_int, default=100, help="steps per checkpoint and trace point")
     parser.add_argument("--init", choices=("torch", "truncated-normal"), default=None,
                         help="network initialisation: PyTorch's or the reference code's truncated normal (default: "
@@ -61,7 +63,7 @@ def main(argv=None) -> None:
         inducing_init_kind=args.inducing_init, true_lengthscale=args.true_lengthscale,
         lengthscale_init=args.lengthscale_init, lr=args.lr, log_every=args.log_every, device=args.device,
         out=args.out, resume=args.resume, plots=not args.no_plots, network_init=args.init,
-        compile=COMPILE[args.compile], prior_lr=args.prior_lr,
+        compile=COMPILE[args.compile], prior_lr=args.prior_lr, prior_warmup=args.prior_warmup,
     )  # fmt: skip
     print(json.dumps(strict_json_value(metrics), indent=2))
 

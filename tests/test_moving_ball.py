@@ -1,5 +1,7 @@
 """Moving-ball generator, metric and models (issue #3)."""
 
+import json
+
 import pyro
 import pytest
 import torch
@@ -92,3 +94,20 @@ def test_svgpvae_with_inducing_at_every_frame_is_the_exact_gpvae():
     batch = MovingBallGenerator().sample(5, torch.Generator().manual_seed(2))
     torch.testing.assert_close(predicted_paths(sparse, batch), predicted_paths(exact, batch), atol=1e-4, rtol=1e-4)
     assert abs(path_rmse(sparse, batch)[0] - path_rmse(exact, batch)[0]) < 1e-4
+
+
+def test_a_prior_warmup_holds_the_lengthscale_and_resumes_exactly(tmp_path):
+    """``prior_warmup``: the latent prior's parameters stay at their start for that many steps, then learn; a run
+    stopped inside the warm-up and resumed ends where an uninterrupted run ends."""
+    from experiments.moving_ball import run
+
+    options = dict(model="svgpvae", inducing=6, seed=0, learn_lengthscale=True, lengthscale_init=4.0, batch_size=4,
+                   log_every=10, progress=False, plots=False, compile=False, prior_warmup=20)  # fmt: skip
+    whole = run(steps=40, out=str(tmp_path / "whole"), **options)
+    run(steps=10, out=str(tmp_path / "parts"), **options)
+    parts = run(steps=40, out=str(tmp_path / "parts"), resume=True, **options)
+    history = json.loads((tmp_path / "whole" / "history.json").read_text())
+    assert history["lengthscale"][:2] == [pytest.approx(4.0, rel=1e-6)] * 2 and history["lengthscale"][3] != 4.0
+    assert parts["lengthscale"] == whole["lengthscale"] and parts["rmse"] == whole["rmse"]
+    with pytest.raises(ValueError, match="prior_warmup"):
+        run(steps=40, out=str(tmp_path / "bad"), **{**options, "prior_warmup": 15})

@@ -156,6 +156,20 @@ def trace_point(vae: GPVAE, probe: MovingBallBatch):
     return point
 
 
+def prior_warmup_schedule(periods: int):
+    """A scheduler factory for :func:`~gpytorch_vae.training.fit` (stepped once per log period) that holds the latent
+    prior's parameter group (the second of :func:`~gpytorch_vae.training.prior_parameter_groups`, when the prior has
+    trainable parameters) at learning rate 0 for the first ``periods`` periods (torch's ``LambdaLR``)."""
+    if periods == 0:
+        return None
+
+    def schedule(optimizer):
+        held = [lambda _: 1.0, lambda period: float(period >= periods)]
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, held[: len(optimizer.param_groups)])
+
+    return schedule
+
+
 def trace_history(points: list[dict]) -> dict:
     """The trace as lists per quantity (``history.json``)."""
     keys = ["step", "loss", "lengthscale", "inducing_points", "encoder_variance", "encoder_mean_sd", "test_rmse"]
@@ -183,14 +197,18 @@ def run(
     network_init: str | None = None,
     compile: bool | None = None,
     prior_lr: float | None = None,
+    prior_warmup: int = 0,
 ) -> dict:
     """Train one model on fresh moving-ball batches and evaluate it on the fixed test batch; writes (atomically)
     ``out/metrics.json``, ``out/history.json``, ``out/paths.png`` and, when learned, ``out/lengthscale.png`` /
     ``out/inducing.png``; a checkpoint every ``log_every`` steps holds the model, the optimiser, the data stream's
     position and the history, so ``resume`` continues exactly. ``prior_lr``: Adam's learning rate of the latent
-    prior's parameters (lengthscale, inducing points; default ``lr``). Returns the metrics."""
+    prior's parameters (lengthscale, inducing points; default ``lr``); held at their start for the first
+    ``prior_warmup`` steps (a multiple of ``log_every``). Returns the metrics."""
     if steps < log_every or steps % log_every:
         raise ValueError(f"steps ({steps}) must be a positive multiple of log_every ({log_every})")
+    if prior_warmup < 0 or prior_warmup % log_every:
+        raise ValueError(f"prior_warmup ({prior_warmup}) must be a non-negative multiple of log_every ({log_every})")
     network_init = network_init or NETWORK_INIT[model]
     with RunFolder(out):
         pyro.set_rng_seed(seed)
@@ -208,11 +226,13 @@ def run(
         run_config = dict(model=model, inducing=inducing, seed=seed, learn_lengthscale=learn_lengthscale,
                           learn_inducing=learn_inducing, inducing_init=inducing_init_kind,
                           true_lengthscale=true_lengthscale, lengthscale_init=init, lr=lr, batch_size=batch_size,
-                          log_every=log_every, network_init=network_init, prior_lr=prior_lr)  # fmt: skip
+                          log_every=log_every, network_init=network_init, prior_lr=prior_lr,
+                          **({"prior_warmup": prior_warmup} if prior_warmup else {}))  # fmt: skip
         optimizer = lambda _: adam(prior_parameter_groups(vae, lr, lr if prior_lr is None else prior_lr))  # noqa: E731
         # every batch is 35 whole videos (num_data None); the loss is averaged over them
         result = fit(ELBO(vae, None, loss_scale=1.0 / batch_size), VideoBatches(MovingBallStream(generator,
                      batch_size, seed=seed)), steps=steps, log_every=log_every, optimizer=optimizer, callbacks=[trace],
+                     scheduler=prior_warmup_schedule(prior_warmup // log_every),
                      checkpoint=os.path.join(out, "checkpoint.pt"), resume=resume, progress=progress, device=device,
                      run_config=run_config)  # fmt: skip
         timing = result.history
@@ -236,6 +256,7 @@ def run(
             "network_init": network_init,
             "final_loss": timing["loss"][-1] if timing.get("loss") else None,
             "prior_lr": prior_lr,
+            "prior_warmup": prior_warmup,
         }
         write_json(os.path.join(out, "metrics.json"), metrics)
         write_json(os.path.join(out, "history.json"), history, indent=None)
