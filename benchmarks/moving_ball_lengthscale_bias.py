@@ -83,6 +83,14 @@ def argmax_lengthscale(objective, low: float = 0.3, high: float = 12.0, steps: i
     return math.exp((a + b) / 2)
 
 
+def true_paths(lengthscale: float, draws: int) -> list[torch.Tensor]:
+    """``draws`` batches of the generator's true paths (seeds 0, 1, ...), each ``(2 * 35, T)`` in float64: one row per
+    video and coordinate."""
+    generator = MovingBallGenerator(lengthscale=lengthscale)
+    batches = [generator.sample(VIDEOS, torch.Generator().manual_seed(seed)).paths for seed in range(draws)]
+    return [p.transpose(-1, -2).reshape(-1, NUM_FRAMES).double() for p in batches]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengthscales", type=float, nargs="+", default=[1.5, 2.0, 3.0, 4.0])
@@ -93,9 +101,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     rows = []
     for truth in args.lengthscales:
-        generator = MovingBallGenerator(lengthscale=truth)
-        batches = [generator.sample(VIDEOS, torch.Generator().manual_seed(seed)).paths for seed in range(args.draws)]
-        batches = [p.transpose(-1, -2).reshape(-1, NUM_FRAMES).double() for p in batches]  # (2 * 35, T)
+        batches = true_paths(truth, args.draws)
         for noise in args.noises:
             found = {"exact": [], "m15": [], "m30": []}
             for paths in batches:
