@@ -23,10 +23,13 @@ LENGTHSCALES = (1.5, 2.0, 3.0, 4.0)
 LOCK_ON = 0.4  # test-path RMSE below which the paths are traced (a VAE stays near 0.7)
 
 #: name -> (options of examples/moving_ball.py, steps): each model with PyTorch's and the reference code's truncated
-#: normal initialisation (the SVGP-VAE's default is torch, the others' truncated normal: see NETWORK_INIT)
+#: normal initialisation (every model's default is the truncated normal: see NETWORK_INIT)
 ARMS = {
-    "svgp-learned-torch": ("--model svgpvae --learn-lengthscale --init torch", 10000),
-    "svgp-learned-truncnormal": ("--model svgpvae --learn-lengthscale --init truncated-normal", 10000),
+    "svgp-learned-torch": ("--model svgpvae --learn-lengthscale --lengthscale-init 1 --init torch", 10000),
+    "svgp-learned-truncnormal": (
+        "--model svgpvae --learn-lengthscale --lengthscale-init 1 --init truncated-normal",
+        10000,
+    ),
     "svgp-fixed-torch": ("--model svgpvae --init torch", 3000),
     "svgp-fixed-truncnormal": ("--model svgpvae --init truncated-normal", 3000),
     "gpvae-torch": ("--model gpvae --init torch", 3000),
