@@ -91,12 +91,19 @@ def true_paths(lengthscale: float, draws: int) -> list[torch.Tensor]:
     return [p.transpose(-1, -2).reshape(-1, NUM_FRAMES).double() for p in batches]
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def paths_parser(description: str, noises: list[float], json: str) -> argparse.ArgumentParser:
+    """The options of the scripts that score true paths: true lengthscales, encoder noises, draws, the JSON file."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--lengthscales", type=float, nargs="+", default=[1.5, 2.0, 3.0, 4.0])
-    parser.add_argument("--noises", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1])
+    parser.add_argument("--noises", type=float, nargs="+", default=noises)
     parser.add_argument("--draws", type=int, default=10, help="independent batches of 35 videos")
-    parser.add_argument("--json", default="benchmarks/results/moving_ball_lengthscale_bias.json")
+    parser.add_argument("--json", default=json)
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = paths_parser(__doc__.splitlines()[0], [1e-3, 1e-2, 1e-1],
+                          "benchmarks/results/moving_ball_lengthscale_bias.json")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     rows = []

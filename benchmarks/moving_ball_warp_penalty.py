@@ -15,11 +15,9 @@ frame (mean over the paths) and the share of paths where it prefers the affine c
 
 from __future__ import annotations
 
-import argparse
-
 import common
 import torch
-from moving_ball_lengthscale_bias import NUM_FRAMES, VIDEOS, exact_log_likelihoods, true_paths
+from moving_ball_lengthscale_bias import NUM_FRAMES, VIDEOS, exact_log_likelihoods, paths_parser, true_paths
 
 WARPS = {"tanh(2x)": lambda x: torch.tanh(2 * x), "x^3": lambda x: x**3, "abs(x)": torch.abs}
 
@@ -31,12 +29,8 @@ def standardised(codes: torch.Tensor) -> torch.Tensor:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = paths_parser(__doc__.splitlines()[0], [1e-3, 1e-2], "benchmarks/results/moving_ball_warp_penalty.json")
     parser.add_argument("--kernel-lengthscale", type=float, default=2.4, help="the model's kernel before lock-on")
-    parser.add_argument("--lengthscales", type=float, nargs="+", default=[1.5, 2.0, 3.0, 4.0])
-    parser.add_argument("--noises", type=float, nargs="+", default=[1e-3, 1e-2])
-    parser.add_argument("--draws", type=int, default=10, help="independent batches of 35 videos")
-    parser.add_argument("--json", default="benchmarks/results/moving_ball_warp_penalty.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     rows = []
