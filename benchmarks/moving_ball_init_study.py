@@ -45,6 +45,8 @@ ARMS = {
         "--model svgpvae --learn-lengthscale --lengthscale-init 4 --prior-warmup 1000 --init truncated-normal",
         3000,
     ),
+    # today's defaults (examples/experiments/moving_ball.py: truncated normal, lengthscale from 4 held 1,000 steps)
+    "svgp-default": ("--model svgpvae --learn-lengthscale", 10000),
 }
 
 
