@@ -47,6 +47,8 @@ ARMS = {
     ),
     # today's defaults (examples/experiments/moving_ball.py: truncated normal, lengthscale from 4 held 1,000 steps)
     "svgp-default": ("--model svgpvae --learn-lengthscale", 10000),
+    # the same with the kernel's amplitude learned (held at 1 through the warm-up with the lengthscale)
+    "svgp-default-outputscale": ("--model svgpvae --learn-lengthscale --learn-outputscale", 10000),
 }
 
 

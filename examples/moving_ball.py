@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=positive_int, default=25_000)
     parser.add_argument("--learn-lengthscale", action="store_true")
     parser.add_argument("--learn-inducing", action="store_true")
+    parser.add_argument("--learn-outputscale", action="store_true",
+                        help="learn the kernel's amplitude too (default: fixed at 1, the protocol's)")  # fmt: skip
     parser.add_argument("--inducing-init", choices=["even", "bunched"], default="even")
     parser.add_argument("--true-lengthscale", type=bounded(float, 0.1, 100.0), default=2.0,
                         help="lengthscale of the data generator")  # fmt: skip
@@ -65,6 +67,7 @@ def main(argv=None) -> None:
         lengthscale_init=args.lengthscale_init, lr=args.lr, log_every=args.log_every, device=args.device,
         out=args.out, resume=args.resume, plots=not args.no_plots, network_init=args.init,
         compile=COMPILE[args.compile], prior_lr=args.prior_lr, prior_warmup=args.prior_warmup,
+        learn_outputscale=args.learn_outputscale,
     )  # fmt: skip
     print(json.dumps(strict_json_value(metrics), indent=2))
 

@@ -47,14 +47,18 @@ def inducing_init(num_inducing: int, kind: str, num_frames: int = 30) -> Tensor:
 
 
 def latent_prior(model: str, num_inducing: int, lengthscale: float, learn_lengthscale: bool, learn_inducing: bool,
-                 init: str, num_frames: int, gp_dtype: torch.dtype):  # fmt: skip
+                 init: str, num_frames: int, gp_dtype: torch.dtype, learn_outputscale: bool = False):  # fmt: skip
     """``vae``: i.i.d. N(0, I); ``gpvae``: exact GP; ``svgpvae``: hybrid sparse GP with ``num_inducing`` points shared
-    by every video and channel. RBF kernel with unit amplitude and one lengthscale, learned only when asked."""
+    by every video and channel. RBF kernel with one lengthscale, learned only when asked, and unit amplitude (the
+    protocol's), or with ``learn_outputscale`` a ``ScaleKernel`` amplitude started at 1 and learned."""
     if model == "vae":
         return IndependentLatentPrior()
     kernel = gpytorch.kernels.RBFKernel()
     kernel.lengthscale = lengthscale
     kernel.raw_lengthscale.requires_grad_(learn_lengthscale)
+    if learn_outputscale:
+        kernel = gpytorch.kernels.ScaleKernel(kernel)
+        kernel.outputscale = 1.0
     if model == "gpvae":
         return ExactLatentPrior(ExactLatentGP(kernel).to(gp_dtype))
     gp = SparseLatentGP(inducing_init(num_inducing, init, num_frames), kernel, learn_inducing_locations=learn_inducing)
@@ -71,17 +75,18 @@ def build_model(
     generator: MovingBallGenerator | None = None,
     gp_dtype: torch.dtype = torch.float64,
     network_init: str | None = None,
+    learn_outputscale: bool = False,
 ) -> GPVAE:
-    """The protocol's MLP encoder/decoder with a Bernoulli likelihood and the chosen latent prior; encoder variances
-    clipped to [1e-6, 1e3]; networks initialised by ``network_init`` (:data:`gpytorch_vae.nn.INITIALISATIONS`;
-    default: the model's, :data:`NETWORK_INIT`)."""
+    """The protocol's MLP encoder/decoder with a Bernoulli likelihood and the chosen latent prior
+    (:func:`latent_prior`); encoder variances clipped to [1e-6, 1e3]; networks initialised by ``network_init``
+    (:data:`gpytorch_vae.nn.INITIALISATIONS`; default: the model's, :data:`NETWORK_INIT`)."""
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     network_init = network_init or NETWORK_INIT[model]
     generator = generator or MovingBallGenerator()
     pixels = generator.size**2
     prior = latent_prior(model, num_inducing, lengthscale, learn_lengthscale, learn_inducing, init,
-                         generator.num_frames, gp_dtype)  # fmt: skip
+                         generator.num_frames, gp_dtype, learn_outputscale)  # fmt: skip
     encoder, decoder = MLPEncoder(pixels, HIDDEN, LATENT_DIM), MLPDecoder(LATENT_DIM, HIDDEN, pixels)
     INITIALISATIONS[network_init](encoder)
     INITIALISATIONS[network_init](decoder)
@@ -109,13 +114,20 @@ def path_rmse(vae: GPVAE, batch: MovingBallBatch) -> tuple[float, Tensor]:
 
 
 def kernel_state(vae: GPVAE) -> dict:
-    """The current lengthscale and inducing inputs of a GP latent prior (``None`` where not applicable)."""
+    """The current lengthscale, amplitude (outputscale) and inducing inputs of a GP latent prior (``None`` where not
+    applicable)."""
     gp = getattr(vae.latent_prior, "gp", None)
     if gp is None:
-        return {"lengthscale": None, "inducing_points": None}
+        return {"lengthscale": None, "outputscale": None, "inducing_points": None}
     strategy = getattr(gp, "variational_strategy", None)
     points = None if strategy is None else strategy.inducing_points.detach().flatten().tolist()
-    return {"lengthscale": gp.covar_module.lengthscale.item(), "inducing_points": points}
+    kernel = gp.covar_module
+    scaled = isinstance(kernel, gpytorch.kernels.ScaleKernel)
+    return {
+        "lengthscale": (kernel.base_kernel if scaled else kernel).lengthscale.item(),
+        "outputscale": kernel.outputscale.item() if scaled else 1.0,
+        "inducing_points": points,
+    }
 
 
 @torch.no_grad()
@@ -176,7 +188,8 @@ def prior_warmup_schedule(periods: int):
 
 def trace_history(points: list[dict]) -> dict:
     """The trace as lists per quantity (``history.json``)."""
-    keys = ["step", "loss", "lengthscale", "inducing_points", "encoder_variance", "encoder_mean_sd", "test_rmse"]
+    keys = ["step", "loss", "lengthscale", "outputscale", "inducing_points", "encoder_variance", "encoder_mean_sd",
+            "test_rmse"]
     return {key: [point.get(key) for point in points] for key in keys}
 
 
@@ -202,6 +215,7 @@ def run(
     compile: bool | None = None,
     prior_lr: float | None = None,
     prior_warmup: int | None = None,
+    learn_outputscale: bool = False,
 ) -> dict:
     """Train one model on fresh moving-ball batches and evaluate it on the fixed test batch; writes (atomically)
     ``out/metrics.json``, ``out/history.json``, ``out/paths.png`` and, when learned, ``out/lengthscale.png`` /
@@ -210,7 +224,7 @@ def run(
     prior's parameters (lengthscale, inducing points; default ``lr``); held at their start for the first
     ``prior_warmup`` steps (a multiple of ``log_every``). A learned lengthscale without ``lengthscale_init`` starts
     and is held as :data:`LEARNED_LENGTHSCALE_START` says (``prior_warmup`` rounded down to whole log periods).
-    Returns the metrics."""
+    ``learn_outputscale``: the kernel's amplitude is learned too (:func:`latent_prior`). Returns the metrics."""
     if steps < log_every or steps % log_every:
         raise ValueError(f"steps ({steps}) must be a positive multiple of log_every ({log_every})")
     start, held = LEARNED_LENGTHSCALE_START.get(model, (1.0, 0))
@@ -224,7 +238,7 @@ def run(
         generator = MovingBallGenerator(lengthscale=true_lengthscale)
         init = lengthscale_init if lengthscale_init is not None else (start if learn_lengthscale else true_lengthscale)
         vae = build_model(model, inducing, init, learn_lengthscale, learn_inducing, inducing_init_kind, generator,
-                          network_init=network_init)  # fmt: skip
+                          network_init=network_init, learn_outputscale=learn_outputscale)  # fmt: skip
         vae.to(device)
         # compiling the protocol's MLPs saves nothing measurable (docs/benchmarks.md): "auto" stays eager
         compiled = compile_networks(vae.encoder, vae.decoder, enabled=compile, device_type=torch.device(device).type,
@@ -236,7 +250,8 @@ def run(
                           learn_inducing=learn_inducing, inducing_init=inducing_init_kind,
                           true_lengthscale=true_lengthscale, lengthscale_init=init, lr=lr, batch_size=batch_size,
                           log_every=log_every, network_init=network_init, prior_lr=prior_lr,
-                          **({"prior_warmup": prior_warmup} if prior_warmup else {}))  # fmt: skip
+                          **({"prior_warmup": prior_warmup} if prior_warmup else {}),
+                          **({"learn_outputscale": True} if learn_outputscale else {}))  # fmt: skip
         optimizer = lambda _: adam(prior_parameter_groups(vae, lr, lr if prior_lr is None else prior_lr))  # noqa: E731
         # every batch is 35 whole videos (num_data None); the loss is averaged over them
         result = fit(ELBO(vae, None, loss_scale=1.0 / batch_size), VideoBatches(MovingBallStream(generator,
@@ -266,6 +281,7 @@ def run(
             "final_loss": timing["loss"][-1] if timing.get("loss") else None,
             "prior_lr": prior_lr,
             "prior_warmup": prior_warmup,
+            "learn_outputscale": learn_outputscale,
         }
         write_json(os.path.join(out, "metrics.json"), metrics)
         write_json(os.path.join(out, "history.json"), history, indent=None)
