@@ -114,3 +114,23 @@ def test_a_prior_warmup_holds_the_lengthscale_and_resumes_exactly(tmp_path):
     # the SVGP-VAE's default for a learned lengthscale: started at 4 and held (for 1,000 steps)
     default = {key: value for key, value in options.items() if key not in ("lengthscale_init", "prior_warmup")}
     assert run(steps=20, out=str(tmp_path / "default"), **default)["lengthscale"] == pytest.approx(4.0, rel=1e-6)
+
+
+def test_a_learned_amplitude_starts_at_the_protocols_unit_amplitude_and_is_trained(tmp_path):
+    """``learn_outputscale``: a ``ScaleKernel`` started at 1 gives the fixed-amplitude model's posterior, and training
+    moves the amplitude (recorded in the metrics and the trace)."""
+    from experiments.moving_ball import run
+
+    torch.manual_seed(0)
+    fixed = build_model("svgpvae", num_inducing=6, learn_lengthscale=True)
+    torch.manual_seed(0)
+    scaled = build_model("svgpvae", num_inducing=6, learn_lengthscale=True, learn_outputscale=True)
+    batch = MovingBallGenerator().sample(3, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(predicted_paths(scaled, batch), predicted_paths(fixed, batch))
+    options = dict(model="svgpvae", inducing=6, seed=0, learn_lengthscale=True, batch_size=4, log_every=10,
+                   progress=False, plots=False, compile=False, prior_warmup=0)  # fmt: skip
+    metrics = run(steps=20, out=str(tmp_path / "scaled"), learn_outputscale=True, **options)
+    assert metrics["learn_outputscale"] and metrics["outputscale"] != pytest.approx(1.0, rel=1e-4)
+    history = json.loads((tmp_path / "scaled" / "history.json").read_text())
+    assert history["outputscale"][-1] == metrics["outputscale"]
+    assert run(steps=10, out=str(tmp_path / "fixed"), **options)["outputscale"] == 1.0
