@@ -134,7 +134,8 @@ def main(argv=None) -> None:
             rows.append(row)
     columns = ["true_lengthscale", "scale", "noise", "exact_median", "m30_median", "m15_median", "m15_q1", "m15_q3",
                "m15_error", "check_m30_minus_exact"]  # fmt: skip
-    formats = {c: ".3f" for c in columns} | {"noise": "g", "scale": "g", "m15_error": "+.0%", "check_m30_minus_exact": ".1e"}
+    formats = {c: ".3f" for c in columns} | {"noise": "g", "scale": "g", "m15_error": "+.0%",
+                                             "check_m30_minus_exact": ".1e"}  # fmt: skip
     print(common.markdown_table(rows, columns, formats))
     common.save(args.json, {"rows": rows, "draws": args.draws, "videos": VIDEOS, "machine": common.machine()})
 
