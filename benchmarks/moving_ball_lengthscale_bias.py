@@ -111,7 +111,7 @@ def main(argv=None) -> None:
     parser = paths_parser(__doc__.splitlines()[0], [1e-3, 1e-2, 1e-1],
                           "benchmarks/results/moving_ball_lengthscale_bias.json")  # fmt: skip
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0],
-                        help="factors on the paths (the codes' scale against the kernel's amplitude of 1)")
+                        help="factors on the paths (the codes' scale against the kernel's amplitude of 1)")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     rows = []

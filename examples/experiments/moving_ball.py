@@ -189,7 +189,7 @@ def prior_warmup_schedule(periods: int):
 def trace_history(points: list[dict]) -> dict:
     """The trace as lists per quantity (``history.json``)."""
     keys = ["step", "loss", "lengthscale", "outputscale", "inducing_points", "encoder_variance", "encoder_mean_sd",
-            "test_rmse"]
+            "test_rmse"]  # fmt: skip
     return {key: [point.get(key) for point in points] for key in keys}
 
 
