@@ -6,8 +6,9 @@ python benchmarks/moving_ball_init_study.py report --json benchmarks/results/mov
 
 Each run is ``examples/moving_ball.py`` with ``--threads 1`` in ``RUNS/ARM_lsL_sS`` (resumed where interrupted, skipped
 when finished); ``report`` reads every finished run and prints, per arm and true lengthscale, the runs, how many lock
-on (final test-path RMSE below ``--lock-on``), the RMSE (mean and sd), the learned lengthscale's relative error and
-the step of lock-on (first trace point below the threshold), writes JSON and a figure.
+on (final test-path RMSE below ``--lock-on``), the RMSE (mean and sd), the learned lengthscale's relative error, the
+step of lock-on (first trace point below the threshold), the codes' final scale (standard deviation of the encoder
+means on the test batch; the true paths' is 1) and a learned amplitude, writes JSON and a figure.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ def report(runs_dir: str, arms, lengthscales, seeds, lock_on: float) -> list[dic
                 steps = [s for s, r in zip(h.get("step", []), h.get("test_rmse", [])) if r is not None and r < lock_on]
                 locks.append(steps[0] if steps else None)
             locked = [s for s in locks if s is not None]
+            # the codes' final scale (the true paths' is 1) and, when learned, the kernel's amplitude
+            codes = [h["encoder_mean_sd"][-1] for _, h in found if h.get("encoder_mean_sd")]
+            amplitude = [m["outputscale"] for m, _ in found if m.get("learn_outputscale")]
             rows.append({
                 "arm": arm, "true_lengthscale": ls, "runs": len(found), "steps": found[0][0]["steps"],
                 "locked": sum(r < lock_on for r in rmse), "rmse_mean": statistics.mean(rmse),
@@ -87,6 +91,8 @@ def report(runs_dir: str, arms, lengthscales, seeds, lock_on: float) -> list[dic
                 "lengthscale_mean": statistics.mean(lengthscale) if lengthscale else None,
                 "lengthscale_error_max": max(abs(v / ls - 1) for v in lengthscale) if lengthscale else None,
                 "lock_on_step_median": statistics.median(locked) if locked else None,
+                "codes_sd_median": statistics.median(codes) if codes else None,
+                "outputscale_median": statistics.median(amplitude) if amplitude else None,
                 "rmse": rmse, "lengthscale": lengthscale,
             })  # fmt: skip
     return rows
@@ -128,9 +134,11 @@ def main() -> None:
         raise SystemExit(1 if run_queue(queue, args.jobs) else 0)
     rows = report(args.runs_dir, args.arms, args.lengthscales, args.seeds, args.lock_on)
     columns = ["arm", "true_lengthscale", "runs", "steps", "locked", "rmse_mean", "rmse_sd", "rmse_max",
-               "lengthscale_mean", "lengthscale_error_max", "lock_on_step_median"]  # fmt: skip
+               "lengthscale_mean", "lengthscale_error_max", "lock_on_step_median", "codes_sd_median",
+               "outputscale_median"]  # fmt: skip
     formats = {"rmse_mean": ".3f", "rmse_sd": ".3f", "rmse_max": ".3f", "lengthscale_mean": ".2f",
-               "lengthscale_error_max": ".0%", "true_lengthscale": "g"}  # fmt: skip
+               "lengthscale_error_max": ".0%", "true_lengthscale": "g", "codes_sd_median": ".2f",
+               "outputscale_median": ".2f"}  # fmt: skip
     print(f"lock-on: final test-path RMSE below {args.lock_on}")
     print(common.markdown_table(rows, columns, formats))
     common.save(args.json, {"lock_on": args.lock_on, "rows": rows, "arms": {a: ARMS[a] for a in args.arms}})
