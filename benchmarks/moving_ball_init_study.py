@@ -48,9 +48,8 @@ ARMS = {
     ),
     # today's defaults (examples/experiments/moving_ball.py: truncated normal, lengthscale from 4 held 1,000 steps)
     "svgp-default": ("--model svgpvae --learn-lengthscale", 10000),
-    # the same with the kernel's amplitude learned (held at 1 through the warm-up with the lengthscale)
-    "svgp-default-outputscale": ("--model svgpvae --learn-lengthscale --learn-outputscale", 10000),
-    # ... with the prior's learning rate at 0.01 (the amplitude must grow to the codes' scale, 4-9)
+    # the same with the kernel's amplitude learned (held at 1 through the warm-up with the lengthscale) at a prior
+    # learning rate of 0.01: the amplitude has to grow to the codes' squared scale, 4-25
     "svgp-default-outputscale-fast": (
         "--model svgpvae --learn-lengthscale --learn-outputscale --prior-lr 0.01",
         10000,
