@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="default: the true one if fixed; if learned, 4.0 for svgpvae, 1.0 for gpvae")  # fmt: skip
     parser.add_argument("--lr", type=positive_float, default=1e-3)
     parser.add_argument("--prior-lr", type=positive_float, default=None,
-                        help="learning rate of the latent prior's parameters (lengthscale, inducing points); "
-                        "default: --lr")  # fmt: skip
+                        help="learning rate of the latent prior's parameters (lengthscale, amplitude, inducing "
+                        "points); default: --lr")  # fmt: skip
     parser.add_argument("--prior-warmup", type=int, default=None,
                         help="steps during which the latent prior's parameters stay at their start (default: 1000 "
                         "for svgpvae with a learned lengthscale from its default start, else 0)")  # fmt: skip

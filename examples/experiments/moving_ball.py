@@ -221,7 +221,7 @@ def run(
     ``out/metrics.json``, ``out/history.json``, ``out/paths.png`` and, when learned, ``out/lengthscale.png`` /
     ``out/inducing.png``; a checkpoint every ``log_every`` steps holds the model, the optimiser, the data stream's
     position and the history, so ``resume`` continues exactly. ``prior_lr``: Adam's learning rate of the latent
-    prior's parameters (lengthscale, inducing points; default ``lr``); held at their start for the first
+    prior's parameters (lengthscale, amplitude, inducing points; default ``lr``); held at their start for the first
     ``prior_warmup`` steps (a multiple of ``log_every``). A learned lengthscale without ``lengthscale_init`` starts
     and is held as :data:`LEARNED_LENGTHSCALE_START` says (``prior_warmup`` rounded down to whole log periods).
     ``learn_outputscale``: the kernel's amplitude is learned too (:func:`latent_prior`). Returns the metrics."""
