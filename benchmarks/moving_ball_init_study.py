@@ -98,20 +98,29 @@ def report(runs_dir: str, arms, lengthscales, seeds, lock_on: float) -> list[dic
 
 
 def plot(rows: list[dict], path: str) -> None:
+    """Each run's test-path RMSE (left; the lock-on threshold dashed) and learned lengthscale over the truth (right;
+    the issue's 10 % band shaded), per arm and true lengthscale."""
     from experiments.plotting import pyplot
 
     plt = pyplot()
     arms = list(dict.fromkeys(r["arm"] for r in rows))
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
     for i, arm in enumerate(arms):
         mine = [r for r in rows if r["arm"] == arm]
         for r in mine:
             x = r["true_lengthscale"] + 0.08 * (i - len(arms) / 2)
-            ax.scatter([x] * len(r["rmse"]), r["rmse"], s=12, color=f"C{i}", label=arm if r is mine[0] else None)
-    ax.axhline(LOCK_ON, color="k", ls="--", lw=1)
-    ax.set_xlabel("true lengthscale")
-    ax.set_ylabel("test path RMSE")
-    ax.legend(fontsize=7, ncol=2)
+            label = arm if r is mine[0] else None
+            left.scatter([x] * len(r["rmse"]), r["rmse"], s=12, color=f"C{i}", label=label)
+            ratios = [v / r["true_lengthscale"] for v in r["lengthscale"]]
+            right.scatter([x] * len(ratios), ratios, s=12, color=f"C{i}", label=label)
+    left.axhline(LOCK_ON, color="k", ls="--", lw=1)
+    left.set_ylabel("test path RMSE")
+    right.axhspan(0.9, 1.1, color="0.9")
+    right.axhline(1.0, color="k", lw=1)
+    right.set_ylabel("learned / true lengthscale")
+    for ax in (left, right):
+        ax.set_xlabel("true lengthscale")
+    left.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
