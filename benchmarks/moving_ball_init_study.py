@@ -92,7 +92,7 @@ def report(runs_dir: str, arms, lengthscales, seeds, lock_on: float) -> list[dic
                 "lock_on_step_median": statistics.median(locked) if locked else None,
                 "codes_sd_median": statistics.median(codes) if codes else None,
                 "outputscale_median": statistics.median(amplitude) if amplitude else None,
-                "rmse": rmse, "lengthscale": lengthscale,
+                "rmse": rmse, "lengthscale": lengthscale, "lock_on_steps": locks,
             })  # fmt: skip
     return rows
 
