@@ -115,7 +115,7 @@ def plot(rows: list[dict], path: str) -> None:
             right.scatter([x] * len(ratios), ratios, s=12, color=f"C{i}", label=label)
     left.axhline(LOCK_ON, color="k", ls="--", lw=1)
     left.set_ylabel("test path RMSE")
-    right.axhspan(0.9, 1.1, color="0.9")
+    right.axhspan(0.9, 1.1, color="0.9", zorder=0)
     right.axhline(1.0, color="k", lw=1)
     right.set_ylabel("learned / true lengthscale")
     for ax in (left, right):
