@@ -149,7 +149,8 @@ def main() -> None:
                "outputscale_median": ".2f"}  # fmt: skip
     print(f"lock-on: final test-path RMSE below {args.lock_on}")
     print(common.markdown_table(rows, columns, formats))
-    common.save(args.json, {"lock_on": args.lock_on, "rows": rows, "arms": {a: ARMS[a] for a in args.arms}})
+    common.save(args.json, {"lock_on": args.lock_on, "rows": rows, "arms": {a: ARMS[a] for a in args.arms},
+                            "machine": common.machine()})  # fmt: skip
     if args.figure:
         plot(rows, args.figure)
 
