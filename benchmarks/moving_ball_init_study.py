@@ -97,6 +97,37 @@ def report(runs_dir: str, arms, lengthscales, seeds, lock_on: float) -> list[dic
     return rows
 
 
+SUMMARY_COLUMNS = ("arm", "true lengthscale", "runs", "traced", "path RMSE: mean ± sd (max)",
+                   "learned lengthscale: mean (range)", "largest error", "lock-on step: median (range)",
+                   "codes' scale at the end", "amplitude")  # fmt: skip
+
+
+def summary(row: dict) -> dict:
+    """One :func:`report` row as the printed table's cells (the layout of docs/moving_ball.md's study table)."""
+    sd = "" if row["rmse_sd"] is None else f" ± {row['rmse_sd']:.3f}"
+    cells = {
+        "arm": row["arm"], "true lengthscale": f"{row['true_lengthscale']:g}", "runs": str(row["runs"]),
+        "traced": f"{row['locked']} of {row['runs']}",
+        "path RMSE: mean ± sd (max)": f"{row['rmse_mean']:.3f}{sd} ({row['rmse_max']:.3f})",
+    }  # fmt: skip
+    learned = row["lengthscale"]
+    if learned:
+        truth = row["true_lengthscale"]
+        cells["learned lengthscale: mean (range)"] = (
+            f"{statistics.mean(learned):.2f} ({min(learned):.2f}-{max(learned):.2f})"
+        )
+        cells["largest error"] = f"{max((v / truth - 1 for v in learned), key=abs):+.0%}"
+    locks = [s for s in row["lock_on_steps"] if s is not None]
+    if locks:
+        spread = f" ({min(locks):,}-{max(locks):,})" if len(locks) > 1 else ""
+        cells["lock-on step: median (range)"] = f"{statistics.median(locks):,.0f}{spread}"
+    if row["codes_sd_median"] is not None:
+        cells["codes' scale at the end"] = f"{row['codes_sd_median']:.2f}"
+    if row["outputscale_median"] is not None:
+        cells["amplitude"] = f"{row['outputscale_median']:.2f}"
+    return cells
+
+
 def plot(rows: list[dict], path: str) -> None:
     """Each run's test-path RMSE (left; the lock-on threshold dashed) and learned lengthscale over the truth (right;
     the issue's 10 % band shaded), per arm and true lengthscale."""
@@ -141,14 +172,8 @@ def main() -> None:
         queue = pending_runs("moving_ball", args.runs_dir, configs(args.arms, args.lengthscales), args.seeds)
         raise SystemExit(1 if run_queue(queue, args.jobs) else 0)
     rows = report(args.runs_dir, args.arms, args.lengthscales, args.seeds, args.lock_on)
-    columns = ["arm", "true_lengthscale", "runs", "steps", "locked", "rmse_mean", "rmse_sd", "rmse_max",
-               "lengthscale_mean", "lengthscale_error_max", "lock_on_step_median", "codes_sd_median",
-               "outputscale_median"]  # fmt: skip
-    formats = {"rmse_mean": ".3f", "rmse_sd": ".3f", "rmse_max": ".3f", "lengthscale_mean": ".2f",
-               "lengthscale_error_max": ".0%", "true_lengthscale": "g", "codes_sd_median": ".2f",
-               "outputscale_median": ".2f"}  # fmt: skip
-    print(f"lock-on: final test-path RMSE below {args.lock_on}")
-    print(common.markdown_table(rows, columns, formats))
+    print(f"traced: final test-path RMSE below {args.lock_on}; lock-on: the first trace point below it")
+    print(common.markdown_table([summary(r) for r in rows], list(SUMMARY_COLUMNS)))
     common.save(args.json, {"lock_on": args.lock_on, "rows": rows, "arms": {a: ARMS[a] for a in args.arms},
                             "machine": common.machine()})  # fmt: skip
     if args.figure:

@@ -18,7 +18,7 @@ from experiments.cli import (
     positive_int,
     run_main,
 )
-from experiments.moving_ball import MODELS, run
+from experiments.moving_ball import LEARNED_LENGTHSCALE_START, MODELS, run
 
 from gpytorch_vae.io import strict_json_value
 
@@ -35,15 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--inducing-init", choices=["even", "bunched"], default="even")
     parser.add_argument("--true-lengthscale", type=bounded(float, 0.1, 100.0), default=2.0,
                         help="lengthscale of the data generator")  # fmt: skip
+    starts = ", ".join(f"{start:g} for {model}" for model, (start, _) in LEARNED_LENGTHSCALE_START.items())
+    held = ", ".join(f"{steps} for {model}" for model, (_, steps) in LEARNED_LENGTHSCALE_START.items() if steps)
     parser.add_argument("--lengthscale-init", type=bounded(float, 0.01, 1000.0), default=None,
-                        help="default: the true one if fixed; if learned, 4.0 for svgpvae, 1.0 for gpvae")  # fmt: skip
+                        help=f"default: the true one if fixed; if learned, {starts}")  # fmt: skip
     parser.add_argument("--lr", type=positive_float, default=1e-3)
     parser.add_argument("--prior-lr", type=positive_float, default=None,
                         help="learning rate of the latent prior's parameters (lengthscale, amplitude, inducing "
                         "points); default: --lr")  # fmt: skip
     parser.add_argument("--prior-warmup", type=int, default=None,
-                        help="steps during which the latent prior's parameters stay at their start (default: 1000 "
-                        "for svgpvae with a learned lengthscale from its default start, else 0)")  # fmt: skip
+                        help="steps during which the latent prior's parameters stay at their start (default with a "
+                        f"learned lengthscale from its default start: {held}; else 0)")  # fmt: skip
     parser.add_argument("--log-every", type=positive_int, default=100, help="steps per checkpoint and trace point")
     parser.add_argument("--init", choices=("torch", "truncated-normal"), default=None,
                         help="network initialisation: PyTorch's or the reference code's truncated normal (default "
