@@ -8,12 +8,16 @@ Each run is ``examples/moving_ball.py`` with ``--threads 1`` in ``RUNS/ARM_lsL_s
 when finished); ``report`` reads every finished run and prints, per arm and true lengthscale, the runs, how many lock
 on (final test-path RMSE below ``--lock-on``), the RMSE (mean and sd), the learned lengthscale's relative error, the
 step of lock-on (first trace point below the threshold), the codes' final scale (standard deviation of the encoder
-means on the test batch; the true paths' is 1) and a learned amplitude, writes JSON and a figure.
+means on the test batch; the true paths' is 1) and a learned amplitude, writes JSON and a figure. The JSON keeps each
+run's record, so that ``report --keep`` adds runs to a study whose earlier run folders are gone (another session or
+machine) instead of starting the table again.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 
 import common
@@ -66,35 +70,79 @@ def configs(arms, lengthscales) -> dict[str, str]:
     return out
 
 
-def report(runs_dir: str, arms, lengthscales, seeds, lock_on: float) -> list[dict]:
+def run_record(seed: int, metrics: dict, history: dict, lock_on: float) -> dict:
+    """What the study keeps of one finished run: its final test-path RMSE, learned lengthscale and amplitude (``None``
+    where fixed), the step of lock-on (the first trace point below ``lock_on``; ``None`` if never) and the codes'
+    final scale (``None`` where the run recorded no ``encoder_mean_sd``)."""
+    traced = [s for s, r in zip(history.get("step", []), history.get("test_rmse", [])) if r is not None and r < lock_on]
+    codes = history.get("encoder_mean_sd")
+    return {
+        "seed": seed, "rmse": metrics["rmse"],
+        "lengthscale": metrics["lengthscale"] if metrics.get("learn_lengthscale") else None,
+        "outputscale": metrics["outputscale"] if metrics.get("learn_outputscale") else None,
+        "lock_on_step": traced[0] if traced else None, "codes_sd": codes[-1] if codes else None,
+    }  # fmt: skip
+
+
+def aggregate(arm: str, true_lengthscale: float, steps: int, records: list[dict], lock_on: float) -> dict:
+    """One row of the study: the runs of an arm at a true lengthscale, summarised (the records kept with it)."""
+
+    def known(key):
+        return [r[key] for r in records if r[key] is not None]
+
+    keys = ("rmse", "lengthscale", "lock_on_step", "codes_sd", "outputscale")
+    rmse, learned, locks, codes, amplitude = (known(k) for k in keys)
+    return {
+        "arm": arm, "true_lengthscale": true_lengthscale, "runs": len(records),
+        "seeds": [r["seed"] for r in records], "steps": steps,
+        "locked": sum(r < lock_on for r in rmse), "rmse_mean": statistics.mean(rmse),
+        "rmse_sd": statistics.stdev(rmse) if len(rmse) > 1 else None, "rmse_max": max(rmse),
+        "lengthscale_mean": statistics.mean(learned) if learned else None,
+        "lengthscale_error_max": max(abs(v / true_lengthscale - 1) for v in learned) if learned else None,
+        "lock_on_step_median": statistics.median(locks) if locks else None,
+        "codes_sd_median": statistics.median(codes) if codes else None,
+        "outputscale_median": statistics.median(amplitude) if amplitude else None,
+        "records": records,
+    }  # fmt: skip
+
+
+def kept_rows(path: str, lock_on: float) -> dict:
+    """The rows of an earlier report at ``path``, by ``(arm, true lengthscale)``, so that a study spread over sessions
+    (whose run folders are gone) adds new runs to the ones already reported."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        previous = json.load(f)
+    if previous["lock_on"] != lock_on:
+        raise SystemExit(f"{path} counts lock-on below {previous['lock_on']}, not {lock_on}: report without --keep")
+    return {(row["arm"], row["true_lengthscale"]): row for row in previous["rows"]}
+
+
+def report(runs_dir: str, arms, lengthscales, seeds, lock_on: float, kept: dict | None = None) -> list[dict]:
+    """A row per arm and true lengthscale with a finished run in ``runs_dir`` or in ``kept`` (:func:`kept_rows`): a
+    run folder replaces a kept record of the same seed; a kept row that no run joins is reported as it was, and so
+    are the kept rows outside ``arms`` x ``lengthscales``."""
+    kept = kept or {}
     rows = []
     for arm in arms:
         for ls in lengthscales:
-            found = common.load_runs(runs_dir, f"{arm}_ls{ls:g}", seeds)
-            if not found:
-                continue
-            rmse = [m["rmse"] for m, _ in found]
-            lengthscale = [m["lengthscale"] for m, _ in found if m.get("learn_lengthscale")]
-            locks = []
-            for _, h in found:
-                steps = [s for s, r in zip(h.get("step", []), h.get("test_rmse", [])) if r is not None and r < lock_on]
-                locks.append(steps[0] if steps else None)
-            locked = [s for s in locks if s is not None]
-            # the codes' final scale (the true paths' is 1) and, when learned, the kernel's amplitude
-            codes = [h["encoder_mean_sd"][-1] for _, h in found if h.get("encoder_mean_sd")]
-            amplitude = [m["outputscale"] for m, _ in found if m.get("learn_outputscale")]
-            rows.append({
-                "arm": arm, "true_lengthscale": ls, "runs": len(found), "steps": found[0][0]["steps"],
-                "locked": sum(r < lock_on for r in rmse), "rmse_mean": statistics.mean(rmse),
-                "rmse_sd": statistics.stdev(rmse) if len(rmse) > 1 else None, "rmse_max": max(rmse),
-                "lengthscale_mean": statistics.mean(lengthscale) if lengthscale else None,
-                "lengthscale_error_max": max(abs(v / ls - 1) for v in lengthscale) if lengthscale else None,
-                "lock_on_step_median": statistics.median(locked) if locked else None,
-                "codes_sd_median": statistics.median(codes) if codes else None,
-                "outputscale_median": statistics.median(amplitude) if amplitude else None,
-                "rmse": rmse, "lengthscale": lengthscale, "lock_on_steps": locks,
-            })  # fmt: skip
-    return rows
+            previous = kept.get((arm, ls))
+            records = {r["seed"]: r for r in previous["records"] if r["seed"] in seeds} if previous else {}
+            steps = previous["steps"] if previous else None
+            new = 0
+            for seed in seeds:
+                for metrics, history in common.load_runs(runs_dir, f"{arm}_ls{ls:g}", [seed]):
+                    if steps is not None and metrics["steps"] != steps:
+                        raise SystemExit(f"{arm} at {ls:g}: seed {seed} ran {metrics['steps']} steps, "
+                                         f"the others {steps}")  # fmt: skip
+                    records[seed], steps, new = run_record(seed, metrics, history, lock_on), metrics["steps"], new + 1
+            if previous and not new and set(previous["seeds"]) <= set(seeds):
+                rows.append(previous)
+            elif records:
+                rows.append(aggregate(arm, ls, steps, [records[s] for s in sorted(records)], lock_on))
+    chosen = {(arm, ls) for arm in arms for ls in lengthscales}
+    rows += [row for key, row in kept.items() if key not in chosen]
+    return sorted(rows, key=lambda row: (list(ARMS).index(row["arm"]), row["true_lengthscale"]))
 
 
 SUMMARY_COLUMNS = ("arm", "true lengthscale", "runs", "traced", "path RMSE: mean ± sd (max)",
@@ -110,14 +158,14 @@ def summary(row: dict) -> dict:
         "traced": f"{row['locked']} of {row['runs']}",
         "path RMSE: mean ± sd (max)": f"{row['rmse_mean']:.3f}{sd} ({row['rmse_max']:.3f})",
     }  # fmt: skip
-    learned = row["lengthscale"]
+    learned = [r["lengthscale"] for r in row["records"] if r["lengthscale"] is not None]
     if learned:
         truth = row["true_lengthscale"]
         cells["learned lengthscale: mean (range)"] = (
             f"{statistics.mean(learned):.2f} ({min(learned):.2f}-{max(learned):.2f})"
         )
         cells["largest error"] = f"{max((v / truth - 1 for v in learned), key=abs):+.0%}"
-    locks = [s for s in row["lock_on_steps"] if s is not None]
+    locks = [r["lock_on_step"] for r in row["records"] if r["lock_on_step"] is not None]
     if locks:
         spread = f" ({min(locks):,}-{max(locks):,})" if len(locks) > 1 else ""
         cells["lock-on step: median (range)"] = f"{statistics.median(locks):,.0f}{spread}"
@@ -141,8 +189,9 @@ def plot(rows: list[dict], path: str) -> None:
         for r in mine:
             x = r["true_lengthscale"] + 0.08 * (i - len(arms) / 2)
             label = arm if r is mine[0] else None
-            left.scatter([x] * len(r["rmse"]), r["rmse"], s=12, color=f"C{i}", label=label)
-            ratios = [v / r["true_lengthscale"] for v in r["lengthscale"]]
+            rmse = [run["rmse"] for run in r["records"]]
+            left.scatter([x] * len(rmse), rmse, s=12, color=f"C{i}", label=label)
+            ratios = [run["lengthscale"] / r["true_lengthscale"] for run in r["records"] if run["lengthscale"]]
             right.scatter([x] * len(ratios), ratios, s=12, color=f"C{i}", label=label)
     left.axhline(LOCK_ON, color="k", ls="--", lw=1)
     left.set_ylabel("test path RMSE")
@@ -167,11 +216,15 @@ def main() -> None:
     parser.add_argument("--lock-on", type=float, default=LOCK_ON)
     parser.add_argument("--json", default="benchmarks/results/moving_ball_init_study.json")
     parser.add_argument("--figure", default=None, help="write the RMSE figure here")
+    parser.add_argument("--keep", action="store_true",
+                        help="add the runs to those already in --json (runs whose folders are gone) instead of "
+                             "reporting the folders alone")  # fmt: skip
     args = parser.parse_args()
     if args.action == "run":
         queue = pending_runs("moving_ball", args.runs_dir, configs(args.arms, args.lengthscales), args.seeds)
         raise SystemExit(1 if run_queue(queue, args.jobs) else 0)
-    rows = report(args.runs_dir, args.arms, args.lengthscales, args.seeds, args.lock_on)
+    kept = kept_rows(args.json, args.lock_on) if args.keep else {}
+    rows = report(args.runs_dir, args.arms, args.lengthscales, args.seeds, args.lock_on, kept)
     print(f"traced: final test-path RMSE below {args.lock_on}; lock-on: the first trace point below it")
     print(common.markdown_table([summary(r) for r in rows], list(SUMMARY_COLUMNS)))
     common.save(args.json, {"lock_on": args.lock_on, "rows": rows, "arms": {a: ARMS[a] for a in args.arms},
