@@ -39,6 +39,18 @@ ARMS = {
     "svgp-fixed-truncnormal": ("--model svgpvae --init truncated-normal", 3000),
     "gpvae-torch": ("--model gpvae --init torch", 3000),
     "gpvae-truncnormal": ("--model gpvae --init truncated-normal", 3000),
+    # the exact GP-VAE with the example's defaults (truncated normal, lengthscale fixed at the truth) at the budget of
+    # the SVGP-VAE's default arm: a run late at 3,000 steps is the same run continued (the learning rate is constant)
+    "gpvae-default": ("--model gpvae", 10000),
+    # the exact GP-VAE's learned lengthscale: today's start (1, not held) against the SVGP-VAE's warm-up
+    "gpvae-learned-truncnormal": (
+        "--model gpvae --learn-lengthscale --lengthscale-init 1 --init truncated-normal",
+        3000,
+    ),
+    "gpvae-warmup-truncnormal": (
+        "--model gpvae --learn-lengthscale --lengthscale-init 4 --prior-warmup 1000 --init truncated-normal",
+        3000,
+    ),
     "vae-torch": ("--model vae --init torch", 3000),
     "vae-truncnormal": ("--model vae --init truncated-normal", 3000),
     # the lengthscale started long and held for 1,000 steps (docs/moving_ball.md, "a warm-up of the prior")
