@@ -141,14 +141,14 @@ def report(runs_dir: str, arms, lengthscales, seeds, lock_on: float, kept: dict 
             previous = kept.get((arm, ls))
             records = {r["seed"]: r for r in previous["records"] if r["seed"] in seeds} if previous else {}
             steps = previous["steps"] if previous else None
-            new = 0
-            for seed in seeds:
-                for metrics, history in common.load_runs(runs_dir, f"{arm}_ls{ls:g}", [seed]):
-                    if steps is not None and metrics["steps"] != steps:
-                        raise SystemExit(f"{arm} at {ls:g}: seed {seed} ran {metrics['steps']} steps, "
-                                         f"the others {steps}")  # fmt: skip
-                    records[seed], steps, new = run_record(seed, metrics, history, lock_on), metrics["steps"], new + 1
-            if previous and not new and set(previous["seeds"]) <= set(seeds):
+            finished = common.load_runs(runs_dir, f"{arm}_ls{ls:g}", seeds)
+            for metrics, history in finished:
+                if steps is not None and metrics["steps"] != steps:
+                    raise SystemExit(f"{arm} at {ls:g}: seed {metrics['seed']} ran {metrics['steps']} steps, "
+                                     f"the others {steps}")  # fmt: skip
+                records[metrics["seed"]] = run_record(metrics["seed"], metrics, history, lock_on)
+                steps = metrics["steps"]
+            if previous and not finished and set(previous["seeds"]) <= set(seeds):
                 rows.append(previous)
             elif records:
                 rows.append(aggregate(arm, ls, steps, [records[s] for s in sorted(records)], lock_on))
