@@ -51,6 +51,15 @@ ARMS = {
         "--model gpvae --learn-lengthscale --lengthscale-init 4 --prior-warmup 1000 --init truncated-normal",
         3000,
     ),
+    # the same two starts at the budget of the SVGP-VAE's default arm (the exact GP-VAE locks on later)
+    "gpvae-learned-truncnormal-10k": (
+        "--model gpvae --learn-lengthscale --lengthscale-init 1 --init truncated-normal",
+        10000,
+    ),
+    "gpvae-warmup-truncnormal-10k": (
+        "--model gpvae --learn-lengthscale --lengthscale-init 4 --prior-warmup 1000 --init truncated-normal",
+        10000,
+    ),
     "vae-torch": ("--model vae --init torch", 3000),
     "vae-truncnormal": ("--model vae --init truncated-normal", 3000),
     # the lengthscale started long and held for 1,000 steps (docs/moving_ball.md, "a warm-up of the prior")
