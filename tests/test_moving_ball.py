@@ -111,9 +111,11 @@ def test_a_prior_warmup_holds_the_lengthscale_and_resumes_exactly(tmp_path):
     assert parts["lengthscale"] == whole["lengthscale"] and parts["rmse"] == whole["rmse"]
     with pytest.raises(ValueError, match="prior_warmup"):
         run(steps=40, out=str(tmp_path / "bad"), **{**options, "prior_warmup": 15})
-    # the SVGP-VAE's default for a learned lengthscale: started at 4 and held (for 1,000 steps)
+    # both GP models' default for a learned lengthscale: started at 4 and held (for 1,000 steps)
     default = {key: value for key, value in options.items() if key not in ("lengthscale_init", "prior_warmup")}
-    assert run(steps=20, out=str(tmp_path / "default"), **default)["lengthscale"] == pytest.approx(4.0, rel=1e-6)
+    for model in ("svgpvae", "gpvae"):
+        metrics = run(steps=20, out=str(tmp_path / model), **{**default, "model": model})
+        assert metrics["prior_warmup"] == 1000 and metrics["lengthscale"] == pytest.approx(4.0, rel=1e-6)
 
 
 def test_a_learned_amplitude_starts_at_the_protocols_unit_amplitude_and_is_trained(tmp_path):
