@@ -40,6 +40,8 @@ MASK_SEED_OFFSET = 100
 RANDOM_MISSING = 0.6
 MNAR_MISSING = (0.4, 0.8)  # where the true pixel is 0, where it is 1
 HIDDEN_FRAMES = 4  # of the frames 1..T-2, for the "frames" mechanism
+#: the protocol's parameter of each mechanism (see :func:`draw_missing`)
+PROTOCOL_MISSINGNESS = {"random": RANDOM_MISSING, "mnar": MNAR_MISSING, "frames": HIDDEN_FRAMES}
 CHUNK = 1000  # sequences generated at a time
 CACHE_ENV = "GPYTORCH_VAE_HEALING_MNIST_CACHE"
 CACHE_VERSION = 1
@@ -90,24 +92,44 @@ def rotate_frames(images: np.ndarray, angles: np.ndarray) -> np.ndarray:
     return frames.reshape(len(sources), NUM_FRAMES, NUM_PIXELS)
 
 
-def draw_missing(mechanism: str, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The protocol's missingness ``m`` (True = missing) of the frames ``(n, 10, 784)`` bool, drawn from ``rng``:
+def missingness_parameter(mechanism: str, parameter=None):
+    """The parameter of ``mechanism`` checked and in canonical form (``None``: the protocol's, from
+    :data:`PROTOCOL_MISSINGNESS`): ``"random"`` a probability; ``"mnar"`` a pair of probabilities (where the true pixel
+    is 0, where it is 1); ``"frames"`` how many of the inner frames ``1..8`` are hidden."""
+    _check_choice("mechanism", mechanism, MECHANISMS)
+    if parameter is None:
+        return PROTOCOL_MISSINGNESS[mechanism]
+    if mechanism == "frames":
+        if isinstance(parameter, bool) or not float(parameter).is_integer() or not 0 <= parameter <= NUM_FRAMES - 2:
+            raise ValueError(f"the 'frames' mechanism hides a whole number of the frames 1..8, got {parameter!r}")
+        return int(parameter)
+    rates = (parameter,) if mechanism == "random" else tuple(np.ravel(parameter))
+    if len(rates) != (1 if mechanism == "random" else 2) or not all(0.0 <= float(r) <= 1.0 for r in rates):
+        expected = "a probability" if mechanism == "random" else "two probabilities (pixel 0, pixel 1)"
+        raise ValueError(f"the {mechanism!r} mechanism's missingness must be {expected}, got {parameter!r}")
+    return float(rates[0]) if mechanism == "random" else tuple(float(r) for r in rates)
 
-    - ``"random"``: ``rng.random((n, 10, 784)) < 0.6``;
-    - ``"mnar"``: ``rng.random((n, 10, 784)) < p``, ``p`` = 0.4 where the frame's pixel is 0 and 0.8 where it is 1;
-    - ``"frames"``: ``keys = rng.random((n, 8))``; sequence ``i`` misses the frames ``1 + argsort(keys[i])[:4]``
-      entirely (the 4 of frames 1..8 with the smallest keys: a uniform choice of 4 of the 8).
+
+def draw_missing(mechanism: str, frames: np.ndarray, rng: np.random.Generator, parameter=None) -> np.ndarray:
+    """The missingness ``m`` (True = missing) of the frames ``(n, 10, 784)`` bool, drawn from ``rng``; ``parameter``
+    as in :func:`missingness_parameter` (default the protocol's):
+
+    - ``"random"``: ``rng.random((n, 10, 784)) < parameter`` (protocol: 0.6);
+    - ``"mnar"``: ``rng.random((n, 10, 784)) < p``, ``p = parameter[0]`` where the frame's pixel is 0 and
+      ``parameter[1]`` where it is 1 (protocol: 0.4 and 0.8);
+    - ``"frames"``: ``keys = rng.random((n, 8))``; sequence ``i`` misses the frames ``1 + argsort(keys[i])[:k]``
+      entirely, ``k = parameter`` (protocol: 4; the ``k`` of frames 1..8 with the smallest keys: a uniform choice).
 
     Drawing the sequences in several consecutive calls on one generator gives the same masks as one call.
     """
-    _check_choice("mechanism", mechanism, MECHANISMS)
+    parameter = missingness_parameter(mechanism, parameter)
     n = len(frames)
     if mechanism == "random":
-        return rng.random(frames.shape) < RANDOM_MISSING
+        return rng.random(frames.shape) < parameter
     if mechanism == "mnar":
-        return rng.random(frames.shape) < np.where(frames, MNAR_MISSING[1], MNAR_MISSING[0])
+        return rng.random(frames.shape) < np.where(frames, parameter[1], parameter[0])
     keys = rng.random((n, NUM_FRAMES - 2))
-    hidden = 1 + np.argsort(keys, axis=1, kind="stable")[:, :HIDDEN_FRAMES]
+    hidden = 1 + np.argsort(keys, axis=1, kind="stable")[:, :parameter]
     missing_frames = np.zeros((n, NUM_FRAMES), dtype=bool)
     missing_frames[np.arange(n)[:, None], hidden] = True
     return np.repeat(missing_frames[:, :, None], frames.shape[-1], axis=2)
@@ -222,13 +244,17 @@ class HealingMNIST(Dataset):
     order; the ``"mnar"`` draw reads the frames.
 
     Generated arrays are cached in ``cache_dir`` (default: :func:`default_cache_dir`) as
-    ``healing_mnist_v1_mnist-<split>_seed<seed>_n<n>_{frames,labels,missing-<mechanism>}.npy``, each made once
+    ``healing_mnist_v1_mnist-<split>_seed<seed>_n<n>_{frames,labels,missing-<mechanism>-<parameter>}.npy`` (the
+    mechanism's parameter is part of the name: another rate draws another mask), each made once
     (other mechanisms' masks when first asked for), checked on opening; stale ``*.tmp`` files of killed writes are
     removed from the folder.
 
     :param split: ``"train"`` or ``"test"``.
     :param size: ``"quick"`` or ``"full"``.
     :param mechanism: ``"random"``, ``"mnar"`` or ``"frames"``.
+    :param missingness: the mechanism's parameter (:func:`missingness_parameter`): the probability of a missing
+        pixel (``"random"``), the pair of probabilities where the true pixel is 0 and 1 (``"mnar"``), or how many
+        inner frames are hidden (``"frames"``); default the protocol's 0.6, (0.4, 0.8) and 4.
     :param data_dir: the folder of the MNIST IDX files (see :func:`~gpytorch_vae.data.load_mnist`).
     :param cache_dir: the cache folder.
     :param seed: the angles' seed (the masks' is ``seed + 100``); default the protocol's seed of ``split``.
@@ -238,7 +264,8 @@ class HealingMNIST(Dataset):
     frame_shape = FRAME_SHAPE
 
     def __init__(self, split: str = "train", size: str = "quick", mechanism: str = "random",
-                 data_dir: str | None = None, cache_dir: str | None = None, seed: int | None = None):  # fmt: skip
+                 data_dir: str | None = None, cache_dir: str | None = None, seed: int | None = None,
+                 missingness=None):  # fmt: skip
         _check_choice("split", split, tuple(SPLIT_SEEDS))
         _check_choice("size", size, tuple(SIZES))
         n = SIZES[size][split]
@@ -252,11 +279,12 @@ class HealingMNIST(Dataset):
             return images[:n], labels[:n]
 
         self.size = size
-        self._build(split, mechanism, seed, f"mnist-{split}", n, sources, cache_dir or default_cache_dir())
+        self._build(split, mechanism, missingness, seed, f"mnist-{split}", n, sources,
+                    cache_dir or default_cache_dir())  # fmt: skip
 
     @classmethod
     def from_arrays(cls, images: np.ndarray, labels: np.ndarray, split: str = "train", mechanism: str = "random",
-                    cache_dir: str | None = None, seed: int | None = None) -> HealingMNIST:  # fmt: skip
+                    cache_dir: str | None = None, seed: int | None = None, missingness=None) -> HealingMNIST:  # fmt: skip
         """The same generator on given source images (e.g. a few synthetic ones for a test), kept in memory unless
         ``cache_dir`` is given (then cached there under a hash of the images and labels).
 
@@ -273,11 +301,13 @@ class HealingMNIST(Dataset):
         key = hashlib.md5(images.tobytes() + labels.astype(np.int64).tobytes()).hexdigest()[:12]
         self = cls.__new__(cls)
         self.size = None
-        self._build(split, mechanism, seed, f"arrays-{key}", len(images), lambda: (images, labels), cache_dir)
+        self._build(split, mechanism, missingness, seed, f"arrays-{key}", len(images), lambda: (images, labels),
+                    cache_dir)  # fmt: skip
         return self
 
-    def _build(self, split: str, mechanism: str, seed: int | None, source: str, n: int, sources, cache_dir) -> None:
-        _check_choice("mechanism", mechanism, MECHANISMS)
+    def _build(self, split: str, mechanism: str, missingness, seed: int | None, source: str, n: int, sources,
+               cache_dir) -> None:  # fmt: skip
+        self.missingness = missingness_parameter(mechanism, missingness)
         self.split, self.mechanism = split, mechanism
         self.seed = SPLIT_SEEDS[split] if seed is None else int(seed)
         self.cache_dir = cache_dir
@@ -300,12 +330,14 @@ class HealingMNIST(Dataset):
         def missing_chunks():
             rng = np.random.default_rng(self.seed + MASK_SEED_OFFSET)
             for start in range(0, n, CHUNK):
-                yield np.packbits(draw_missing(mechanism, _unpack(self._frames[start : start + CHUNK]), rng), axis=-1)
+                frames = _unpack(self._frames[start : start + CHUNK])
+                yield np.packbits(draw_missing(mechanism, frames, rng, self.missingness), axis=-1)
 
         packed = (n, NUM_FRAMES, -(-NUM_PIXELS // 8))
         self._labels = store.get("labels", (n,), np.int64, lambda: iter([source_arrays()[1]]))
         self._frames = store.get("frames", packed, np.uint8, frame_chunks)
-        self._missing = store.get(f"missing-{mechanism}", packed, np.uint8, missing_chunks)
+        parameter = "-".join(f"{p:g}" for p in np.ravel(self.missingness))
+        self._missing = store.get(f"missing-{mechanism}-{parameter}", packed, np.uint8, missing_chunks)
 
     def __len__(self) -> int:
         return len(self._frames)
