@@ -26,6 +26,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from gpytorch_vae import GPVAE, SparseLatentPrior
+from gpytorch_vae.data.real_series import SEATTLE_VARIABLES as VARIABLES
+from gpytorch_vae.data.real_series import load_seattle_weather
 from gpytorch_vae.gps import SparseLatentGP
 from gpytorch_vae.io import RunFolder, write_json
 from gpytorch_vae.likelihoods import GaussianLikelihood
@@ -33,20 +35,9 @@ from gpytorch_vae.nn import MaskedEncoder, MLPDecoder, MLPEncoder
 from gpytorch_vae.objectives import ELBO
 from gpytorch_vae.training import fit
 
-VARIABLES = ("precipitation", "temp_max", "temp_min", "wind")
 MISSING_RATE, BLOCK_DAYS = 0.3, 14
 MIN_NOISE = 0.2  # the floor of the learned noise variances (standardised units)
 WINDOW = 28  # days per sample for PyPOTS's window-based models
-
-
-def load_series() -> np.ndarray:
-    """``(1461, 4)`` float64: log(1 + precipitation), temp_max, temp_min, wind, one row per day."""
-    from vega_datasets import data  # pip install vega_datasets (ships the CSV)
-
-    frame = data.seattle_weather()
-    values = frame[list(VARIABLES)].to_numpy(dtype=np.float64)
-    values[:, 0] = np.log1p(values[:, 0])
-    return values
 
 
 def hide(values: np.ndarray, mechanism: str, seed: int) -> np.ndarray:
@@ -109,7 +100,7 @@ def svgpvae_fill(y, mask, seed: int, epochs: int, inducing: int, latent_dim: int
     seconds = time.perf_counter() - start
     with torch.no_grad():
         vae.eval()
-        posterior = vae.condition(DataLoader(data, batch_size=512))
+        posterior = vae.condition_on_observations(DataLoader(data, batch_size=512))
         imputed = vae.impute(days, y_t, mask_t, num_samples=100, posterior=posterior)
     info = {"lengthscales_days": kernel.lengthscale.flatten().tolist(), "noise": vae.likelihood.noise.tolist(),
             "final_loss": result.history["loss"][-1], "training_seconds": seconds,
@@ -191,7 +182,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     with RunFolder(args.out):
-        raw = load_series()
+        raw = load_seattle_weather().values  # (1461, 4): log(1 + precipitation), temp_max, temp_min, wind
         mask = hide(raw, args.mechanism, args.mask_seed)
         observed = np.where(mask, raw, np.nan)
         centre, scale = np.nanmean(observed, 0), np.nanstd(observed, 0)

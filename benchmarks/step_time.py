@@ -67,13 +67,13 @@ class Variant:
         self.times.append((time.perf_counter() - start) / (count * self.steps_per_call))
 
 
-def plain_step(encoder, decoder, likelihood: str, latent_dim: int, condition=None):
+def plain_step(encoder, decoder, likelihood: str, latent_dim: int, features=None):
     """The floor: the networks as a plain VAE step (``encoder=None``: the decoder on N(0, I) codes)."""
     params = list(decoder.parameters()) + ([] if encoder is None else list(encoder.parameters()))
     optimizer = torch.optim.Adam(params, lr=1e-3)
 
     def step(x, y):
-        extra = () if condition is None else (condition(x),)
+        extra = () if features is None else (features(x),)
         if encoder is None:
             z, kl = torch.randn(*y.shape[:-2], latent_dim), 0.0
         else:
@@ -112,7 +112,7 @@ def rotated_variants(name: str, data) -> tuple[Variant, Variant]:
         return Variant(name, step, batches, [model.decoder]), Variant(name + " floor", floor, batches, [decoder])
     encoder, decoder = copy.deepcopy(model.encoder), copy.deepcopy(model.decoder)
     kind = "bernoulli" if isinstance(model.likelihood, BernoulliLikelihood) else "gaussian"
-    floor = plain_step(encoder, decoder, kind, model.latent_dim, model.condition_features)
+    floor = plain_step(encoder, decoder, kind, model.latent_dim, model.features)
     return (
         Variant(name, step, batches, [model.encoder, model.decoder]),
         Variant(name + " floor", floor, batches, [encoder, decoder]),

@@ -17,6 +17,7 @@ from experiments.cli import (
     add_common,
     add_compile,
     apply_threads,
+    folder,
     nonnegative_int,
     positive_float,
     positive_int,
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrain-steps", type=nonnegative_int, default=4000,
                         help="classifier pre-training steps of the representation network")  # fmt: skip
     parser.add_argument("--data-dir", default=None, help="folder with the sprite sheets ($GPYTORCH_VAE_SPRITES)")
-    parser.add_argument("--cache-dir", default=None, help="where the rendered frames are cached")
+    parser.add_argument("--cache-dir", type=folder, default=None, help="where the rendered frames are cached")
     parser.add_argument("--lr", type=positive_float, default=1e-3)
     parser.add_argument("--eval-every", type=nonnegative_int, default=0, help="test MSE every N epochs (a curve)")
     parser.add_argument("--no-plots", action="store_true", help="do not draw figures (no matplotlib needed)")

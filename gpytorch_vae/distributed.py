@@ -8,8 +8,8 @@ the collective (:func:`torch.distributed.nn.functional.all_reduce`), so every ra
 :class:`~gpytorch_vae.variational.AmortizedHybridVariationalStrategy` as ``statistics_reducer``. Every rank keeps the
 same random stream and takes its own slice of the union batch's draws, so a step on :math:`R` ranks reproduces the
 single-process step (tested to float64 tolerance). The whole model, GP parameters included, is wrapped in
-:class:`~torch.nn.parallel.DistributedDataParallel` (:func:`wrap_networks`), and each rank's loss is scaled so that
-the average of the ranks' gradients is the gradient of the union batch's objective (:func:`rank_loss`).
+:class:`~torch.nn.parallel.DistributedDataParallel` (:func:`data_parallel`), and each rank's loss is scaled so that
+the average of the ranks' gradients is the gradient of the union batch's objective (:meth:`Ranks.loss`).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class ReducedStatistics(WhitenedLatentStatistics):
 class StatisticsAllReduce(StatisticsReducer):
     r"""Sums :class:`~gpytorch_vae.variational.WhitenedLatentStatistics` over the ranks of ``group``, with gradients:
     the backward of a sum is the sum of the ranks' gradients, so the gradient reaching each rank's local statistics
-    is the gradient of the objective of the union batch (times the number of ranks, which :func:`rank_loss` and the
+    is the gradient of the objective of the union batch (times the number of ranks, which :meth:`Ranks.loss` and the
     averaging of the gradients undo).
 
     :param group: the process group (default: the world).
@@ -138,7 +138,10 @@ class Ranks:
         return dist.get_rank(self.group)
 
     def loss(self, local_terms: Tensor, shared_terms: Tensor) -> Tensor:
-        """``R * local_terms + shared_terms`` (see :func:`rank_loss`)."""
+        r"""The loss a rank backpropagates: ``R * local_terms + shared_terms``, where ``local_terms`` are the sums
+        over its own points (e.g. the reconstruction) and ``shared_terms`` what every rank computes the same (e.g. the
+        KL of the shared :math:`q_S(\mathbf u)`). Averaged over the ranks (DDP) the gradients are those of
+        ``sum_r local_terms_r + shared_terms``, the union batch's objective."""
         return self.world_size * local_terms + shared_terms
 
     def sum(self, value: Tensor) -> Tensor:
@@ -146,32 +149,6 @@ class Ranks:
         value = value.detach().clone()
         dist.all_reduce(value, group=self.group)
         return value
-
-
-def rank_loss(local_terms: Tensor, shared_terms: Tensor) -> Tensor:
-    r"""The loss a rank backpropagates: ``R * local_terms + shared_terms``, where ``local_terms`` are the sums over
-    its own points (e.g. the reconstruction) and ``shared_terms`` what every rank computes the same (e.g. the KL of
-    the shared :math:`q_S(\mathbf u)`). Averaged over the ranks (DDP) the gradients are
-    those of ``sum_r local_terms_r + shared_terms``, the union batch's objective."""
-    return world_size() * local_terms + shared_terms
-
-
-def svi_parts(terms: dict) -> tuple[Tensor, Tensor]:
-    """``(local, shared)`` parts of minus the ELBO from a model's ELBO terms: the reconstruction and a KL of this
-    rank's points are local; the KL of the union batch of all ranks (``kl_shared``) is shared."""
-    local = -terms["reconstruction"]
-    if terms.get("kl_shared", False):
-        return local, terms["kl"]
-    return local + terms["kl"].to(local), local.new_zeros(())
-
-
-def all_reduce_sum(value: Tensor) -> Tensor:
-    """The sum of ``value`` over the ranks (no gradient), e.g. the union batch's constraint for GECO."""
-    if not is_distributed():
-        return value
-    value = value.detach().clone()
-    dist.all_reduce(value)
-    return value
 
 
 def data_parallel(module: torch.nn.Module, device=None) -> torch.nn.Module:
@@ -187,13 +164,6 @@ def data_parallel(module: torch.nn.Module, device=None) -> torch.nn.Module:
     if keyword not in inspect.signature(DistributedDataParallel.__init__).parameters:
         keyword = "broadcast_buffers"
     return DistributedDataParallel(module, device_ids=ids, **{keyword: False})
-
-
-def wrap_networks(*modules: torch.nn.Module, device=None) -> list[torch.nn.Module]:
-    """Each module through :func:`data_parallel`; unchanged when not distributed."""
-    if not is_distributed():
-        return list(modules)
-    return [data_parallel(module, device) for module in modules]
 
 
 class ShardedBatchSampler(torch.utils.data.Sampler):
@@ -242,15 +212,3 @@ def union_slice(local_size: int, device=None, group=None) -> tuple[int, int]:
     dist.all_gather(sizes, torch.tensor([local_size], device=device), group=group)
     sizes = [int(s) for s in sizes]
     return sum(sizes[: dist.get_rank(group)]), sum(sizes)
-
-
-def standard_normal_slice(shape, dim: int, dtype, device) -> Tensor:
-    """Standard normal noise of ``shape`` that is this rank's slice, along ``dim``, of the noise of the union over
-    the ranks (every rank draws the whole and keeps its part, so the ranks' random streams stay equal and their
-    draws are those of one process on the union batch). Without a process group: plain noise of ``shape``."""
-    shape = list(shape)
-    dim = dim % len(shape)
-    offset, total = union_slice(shape[dim], device)
-    full = shape.copy()
-    full[dim] = total
-    return torch.empty(full, dtype=dtype, device=device).normal_().narrow(dim, offset, shape[dim])

@@ -194,17 +194,3 @@ class DistributionLikelihood(ObservationLikelihood):
         if not isinstance(distribution, Distribution):
             raise TypeError(f"the likelihood's fn returned {type(distribution).__name__}, not a torch Distribution")
         return distribution
-
-
-#: The likelihood classes by the names the deprecated string argument of :class:`~gpytorch_vae.GPVAE` accepts.
-LIKELIHOODS = {"bernoulli": BernoulliLikelihood, "gaussian": GaussianLikelihood}
-
-
-def likelihood_from_name(name: str, observation_scale: float = 1.0) -> ObservationLikelihood:
-    """The likelihood of version 0.2's string argument: ``"bernoulli"``, or ``"gaussian"`` with the fixed standard
-    deviation ``observation_scale``."""
-    if name not in LIKELIHOODS:
-        raise ValueError(f"likelihood must be one of {tuple(LIKELIHOODS)} or an ObservationLikelihood, got {name!r}")
-    if name == "gaussian":
-        return GaussianLikelihood(noise=float(observation_scale) ** 2)
-    return BernoulliLikelihood()

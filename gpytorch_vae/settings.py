@@ -5,14 +5,16 @@ from __future__ import annotations
 import torch
 
 
-class validate_values:
-    """Whether the API boundary checks tensor *values* (NaN/inf in latent data, non-positive noise), besides shapes.
+class debug:
+    """Whether the library runs its checks that need tensor *values* on the host (NaN or inf in latent data and
+    inputs, non-positive noise, a prior covariance or Eq. 9's matrix that cannot be factorised), as
+    :class:`gpytorch.settings.debug` does for GPyTorch. Shapes are always checked, and so is the loss in training.
 
-    Shapes are always checked. Value checks need the values on the host: they run for CPU tensors, and for
-    accelerator tensors only when this setting is on (it forces a device sync per call). Default: on for CPU only.
+    Each value check is a host sync. Default: on for CPU tensors (where a sync costs little), off for accelerator
+    tensors; ``debug(True)`` checks every tensor, ``debug(False)`` none.
 
-    >>> with gpytorch_vae.settings.validate_values(True):  # also check CUDA tensors
-    ...     strategy.set_latent_data(x, y, noise)
+    >>> with gpytorch_vae.settings.debug(True):  # also check CUDA tensors
+    ...     posterior = prior.condition(x, mean, var)
     """
 
     _state: bool | None = None  # None: CPU tensors only
@@ -21,15 +23,15 @@ class validate_values:
         self.state = state
 
     def __enter__(self):
-        self.prev = validate_values._state
-        validate_values._state = self.state
+        self.prev = debug._state
+        debug._state = self.state
 
     def __exit__(self, *args):
-        validate_values._state = self.prev
+        debug._state = self.prev
         return False
 
     @classmethod
-    def applies_to(cls, tensor: torch.Tensor) -> bool:
+    def on(cls, tensor: torch.Tensor) -> bool:
         """Whether values of ``tensor`` are checked under the current setting."""
         if cls._state is None:
             return tensor.device.type == "cpu"
@@ -37,7 +39,7 @@ class validate_values:
 
 
 class compile_gp:
-    """Whether the pure-tensor core of the SVGP-VAE step (:func:`gpytorch_vae.variational.fused.sample_and_kl`: Eq. 9,
+    """Whether the pure-tensor core of the SVGP-VAE step (:func:`gpytorch_vae.variational.latent_statistics.sample_and_kl`: Eq. 9,
     the draws and the KL, after the kernel evaluation) runs under :func:`torch.compile`. Off by default (compiling
     takes seconds per batch shape); the examples turn it on with ``--compile``.
 

@@ -191,15 +191,3 @@ def test_svi_loss_matches_the_fgp_elbo(sparse):
     standard_error = (losses.var() / len(losses) + log_lik.var() / len(log_lik)).sqrt().item()
     assert abs(losses.mean().item() - expected) < 4 * standard_error
     assert abs(losses.mean().item() - (expected - kl.item())) > 10 * standard_error  # power: the KL is seen
-
-
-def test_deprecated_entry_points_warn_and_agree():
-    x, mean, var = grouped_data()
-    prior = make_prior()
-    posterior = prior.condition(x, mean, var)
-    with pytest.warns(DeprecationWarning):
-        torch.testing.assert_close(prior.log_normaliser(x, mean, var), posterior.log_normaliser)
-    with pytest.warns(DeprecationWarning):
-        means, variances = prior.predict(x[:3], x, mean, var)
-    torch.testing.assert_close(means, posterior.predict(x[:3]).mean)
-    torch.testing.assert_close(variances, posterior.predict(x[:3]).variance)

@@ -227,7 +227,7 @@ class TestSVILossIsEquation:
         assert abs(-loss - eq10_dense(x, y, encoder, decoder, u, None).item()) > 10 * se
 
     @pytest.mark.parametrize("kind", ["sparse", "exact", "iid"])
-    def test_elbo_terms_match_loss(self, kind):
+    def test_elbo_matches_the_pyro_loss(self, kind):
         x, y = observations()
         vae = build(kind, LinearEncoder(), linear_decoder(), x[::2].clone())
         loss, se = svi_loss_stats(vae, x, y)

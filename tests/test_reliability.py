@@ -16,13 +16,14 @@ import pyro
 import pytest
 import torch
 
+from gpytorch_vae import PyroELBO
 from gpytorch_vae.data import make_synthetic_gp_data, mnist
 from gpytorch_vae.gps import SparseLatentGP
 from gpytorch_vae.training import (
     CheckpointError,
     NonFiniteLossError,
     epoch_timing,
-    fit_svi,
+    fit,
     load_checkpoint,
     run_epochs,
     save_checkpoint,
@@ -220,33 +221,30 @@ class TestLatentDataValidation:
 
 
 class TestGuardedTraining:
-    @pytest.mark.filterwarnings("ignore:fit_svi is deprecated:DeprecationWarning")  # the deprecated alias still works
     def test_a_nan_loss_stops_before_anything_changes_or_is_written(self, tmp_path):
         data = make_synthetic_gp_data(num_points=40)
         path = str(tmp_path / "checkpoint.pt")
         pyro.set_rng_seed(0)
         vae = tiny_vae()
-        fit_svi(vae, [(data.x, data.y)], None, epochs=1, checkpoint=path, progress=False)
+        fit(PyroELBO(vae, None), [(data.x, data.y)], epochs=1, checkpoint=path, progress=False)
         before = {k: v.clone() for k, v in vae.state_dict().items()}
         huge = data.y * 1e30  # float32: the squared error overflows, the loss is inf
         with pytest.raises(NonFiniteLossError, match="not applied"):
-            fit_svi(vae, [(data.x, huge)], None, epochs=2, checkpoint=path, resume=True, progress=False)
+            fit(PyroELBO(vae, None), [(data.x, huge)], epochs=2, checkpoint=path, resume=True, progress=False)
         nan = data.y.clone()
         nan[3, 2] = math.nan  # NaN observations are refused earlier, when they come in
         with pytest.raises(ValueError, match="observations y .* hold NaN"):
-            fit_svi(vae, [(data.x, nan)], None, epochs=2, checkpoint=path, resume=True, progress=False)
+            fit(PyroELBO(vae, None), [(data.x, nan)], epochs=2, checkpoint=path, resume=True, progress=False)
         for key, value in vae.state_dict().items():
             assert torch.equal(value, before[key]), key
         assert load_checkpoint(path)["epoch"] == 1
 
-    @pytest.mark.filterwarnings("ignore:fit_svi is deprecated:DeprecationWarning")  # the deprecated alias still works
     def test_skip_mode_skips_the_bad_step(self):
         data = make_synthetic_gp_data(num_points=40)
         bad = data.y * 1e30
         pyro.set_rng_seed(0)
-        history = {}
-        fit_svi(tiny_vae(), [(data.x, bad), (data.x, data.y)], None, epochs=1, on_nonfinite="skip",
-                progress=False, history=history)  # fmt: skip
+        history = fit(PyroELBO(tiny_vae(), None), [(data.x, bad), (data.x, data.y)], epochs=1, on_nonfinite="skip",
+                      progress=False).history  # fmt: skip
         assert history["skipped_steps"] == [1.0] and math.isfinite(history["loss"][0])
 
     def test_a_diverging_run_stops_with_a_clear_error_before_its_checkpoint(self, tmp_path):
@@ -260,17 +258,16 @@ class TestGuardedTraining:
         )
         assert not (tmp_path / "metrics.json").exists()
 
-    @pytest.mark.filterwarnings("ignore:fit_svi is deprecated:DeprecationWarning")  # the deprecated alias still works
     def test_gradient_clipping_bounds_the_update(self):
         data = make_synthetic_gp_data(num_points=40)
         pyro.set_rng_seed(0)
         vae = tiny_vae()
         before = vae.encoder.net.weight.detach().clone()
-        fit_svi(vae, [(data.x, data.y * 1e6)], None, epochs=1, lr=1.0, max_grad_norm=1e-3, progress=False,
+        fit(PyroELBO(vae, None), [(data.x, data.y * 1e6)], epochs=1, lr=1.0, max_grad_norm=1e-3, progress=False,
                 divergence_factor=None)  # fmt: skip
         assert (vae.encoder.net.weight - before).abs().max() <= 1.0 + 1e-6  # Adam: at most lr per step anyway
         with pytest.raises(ValueError, match="max_grad_norm"):
-            fit_svi(vae, [(data.x, data.y)], None, epochs=1, max_grad_norm=0.0, progress=False)
+            fit(PyroELBO(vae, None), [(data.x, data.y)], epochs=1, max_grad_norm=0.0, progress=False)
 
 
 # ---------------------------------------------------------------------- 5. command-line values

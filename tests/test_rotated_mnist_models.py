@@ -124,7 +124,7 @@ def _reconstruction_mse(model, name, x, y):
     """Decoded-mean MSE of the training images under the model's own generation path (fixed noise)."""
     torch.manual_seed(0)
     if name.startswith("deep-svigp"):
-        return (model.decode(model.condition().predict(x).mean) - y).square().mean().item()
+        return (model.decode(model.condition_on_observations().predict(x).mean) - y).square().mean().item()
     vae = model.vae if name == "gppvae" else model
     with torch.no_grad():
         return (ELBO(vae, len(x))(x, y).decoded - y).square().mean().item()
@@ -182,7 +182,7 @@ def test_cvae_generation_averages_codes_per_digit(benchmark, small):
 
 @pytest.mark.parametrize("path", ["svi", "direct"])
 def test_deep_svigp_loss_is_the_svgp_elbo(benchmark, small, path):
-    """The Pyro SVI loss and the direct elbo_terms both estimate minus the SVGP ELBO (Monte Carlo, power check)."""
+    """The Pyro SVI loss and DeepSVIGP.elbo_terms both estimate minus the SVGP ELBO (Monte Carlo, power check)."""
     train, _ = small
     model = build_model("deep-svigp", benchmark, train)
     x, y = train.tensors()

@@ -1,8 +1,6 @@
 """SPRITES (issue #13): rendering, splits, the representation network, the kernel, training and evaluation."""
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,7 +101,6 @@ def test_representation_is_the_set_mean_and_order_invariant():
 
 
 def test_pose_character_kernel_equals_its_formula():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
     from experiments.sprites import pose_character_kernel
 
     kernel = pose_character_kernel().double()
@@ -118,7 +115,6 @@ def test_pose_character_kernel_equals_its_formula():
 @pytest.fixture(scope="module")
 def tiny_sprites():
     """Two training characters (12 frames each), two test characters (8 context, 8 target), random images."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
     from experiments.sprites import FrameBatches
 
     g = np.random.default_rng(0)

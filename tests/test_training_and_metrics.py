@@ -1,12 +1,11 @@
 """Training loop (checkpoint/resume), metric and synthetic generator."""
 
 import pyro
-import pytest
 import torch
 
+from gpytorch_vae import PyroELBO, fit
 from gpytorch_vae.data import make_synthetic_gp_data
 from gpytorch_vae.metrics import affine_aligned_rmse
-from gpytorch_vae.training import fit_svi
 from reference import tiny_vae
 
 
@@ -24,7 +23,6 @@ def test_synthetic_data_deterministic_and_gp_like():
     assert torch.corrcoef(torch.stack([a.z[:-1, 0], a.z[1:, 0]]))[0, 1] > 0.8
 
 
-@pytest.mark.filterwarnings("ignore:fit_svi is deprecated:DeprecationWarning")  # the deprecated alias still works
 def test_resume_continues_from_saved_epoch(tmp_path):
     data = make_synthetic_gp_data(num_points=40)
     batches = lambda: [(data.x, data.y)]  # noqa: E731
@@ -32,16 +30,16 @@ def test_resume_continues_from_saved_epoch(tmp_path):
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     trained = tiny_vae()
-    fit_svi(trained, batches, None, epochs=2, lr=1e-2, checkpoint=path, progress=False)
+    fit(PyroELBO(trained, None), batches, epochs=2, lr=1e-2, checkpoint=path, progress=False)
     saved = {k: v.clone() for k, v in trained.state_dict().items()}
 
     pyro.clear_param_store()
     restored = tiny_vae()
-    assert fit_svi(restored, batches, None, epochs=2, checkpoint=path, resume=True, progress=False) == []
+    assert fit(PyroELBO(restored, None), batches, epochs=2, checkpoint=path, resume=True, progress=False).losses == []
     for name, value in restored.state_dict().items():
         torch.testing.assert_close(value, saved[name])
 
-    more = fit_svi(restored, batches, None, epochs=5, lr=1e-2, checkpoint=path, resume=True, progress=False)
+    more = fit(PyroELBO(restored, None), batches, epochs=5, lr=1e-2, checkpoint=path, resume=True, progress=False).losses
     assert len(more) == 3 and torch.load(path, weights_only=False)["epoch"] == 5
     # SVI updated the module's own parameters (not copies in the param store)
     assert pyro.get_param_store()["encoder$$$net.weight"] is restored.encoder.net.weight

@@ -57,7 +57,7 @@ loader = DataLoader(TensorDataset(times, images), batch_size=40, shuffle=True)
 result = fit(ELBO(vae), loader, epochs=25, lr=5e-3, progress=False)
 
 # --- generate the images at the held-out times: condition on all data, predict, decode ---
-posterior = vae.condition(DataLoader(TensorDataset(times, images), batch_size=200))
+posterior = vae.condition_on_observations(DataLoader(TensorDataset(times, images), batch_size=200))
 with torch.no_grad():
     generated = vae.decode(posterior.predict(held_out).mean)  # (8, 3, 64, 64)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
@@ -44,6 +45,13 @@ def bounded(kind, low, high):
         return value
 
     return parse
+
+
+def folder(text: str) -> str:
+    """A folder to create or use: refused when a file of that name exists."""
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    return text
 
 
 #: seeds go to random, numpy (which takes 32 bits) and torch

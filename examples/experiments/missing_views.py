@@ -54,7 +54,7 @@ def view_mask(train, digits: np.ndarray, views: int | None, pixels_missing: floa
 def generate_with_mask(net, train, mask: torch.Tensor, targets_aux: np.ndarray) -> torch.Tensor:
     """Condition on the training split under ``mask`` and decode the posterior mean at ``targets_aux``."""
     x, y = train.tensors()
-    posterior = net.condition(RowBatches((x, y, mask), BATCH_SIZE))
+    posterior = net.condition_on_observations(RowBatches((x, y, mask), BATCH_SIZE))
     x_target = torch.tensor(targets_aux)
     q = posterior.predict(x_target)
     starts = range(0, len(x_target), BATCH_SIZE)

@@ -149,7 +149,7 @@ def build_cvae(data, train, seed, gp_dtype, capacity, reducer=None):
     generated from the average latent code of their training images (group column 0, the digit id)."""
     networks = ConvEncoder(LATENT_DIM, condition_dim=2), ConvDecoder(LATENT_DIM, condition_dim=2)
     return GPVAE(
-        *networks, IndependentLatentPrior(group_column=0), LATENT_DIM, gaussian(0.01), condition=angle_features
+        *networks, IndependentLatentPrior(group_column=0), LATENT_DIM, gaussian(0.01), features=angle_features
     )
 
 
@@ -306,10 +306,10 @@ def _sample(q) -> Tensor:
 @torch.no_grad()
 def generate(model, context: ImageSplit, targets: ImageSplit, device=None, batch_size: int = BATCH_SIZE):
     """Conditional generation at the target inputs from the context images, through the interface every model
-    shares (``model.condition(batches).predict(x)``, then ``model.decode``): the decoded posterior mean and one
+    shares (``model.condition_on_observations(batches).predict(x)``, then ``model.decode``): the decoded posterior mean and one
     decoded posterior sample, each ``(n, 28, 28)``."""
     x_target = torch.tensor(targets.aux, device=device)
-    posterior = model.condition(RowBatches(training_rows(context, device), batch_size))
+    posterior = model.condition_on_observations(RowBatches(training_rows(context, device), batch_size))
     q = posterior.predict(x_target)
     from_mean = _decode_in_batches(model, q.mean, x_target, batch_size)
     return from_mean, _decode_in_batches(model, _sample(q), x_target, batch_size)

@@ -135,10 +135,10 @@ def pretraining_batches(train: FrameBatches, generator: torch.Generator):
 @torch.no_grad()
 def generate(model: GPVAE, train: FrameBatches, context: FrameBatches, target: FrameBatches):
     r"""Target frames of unseen characters: the posterior given every training frame (:math:`b = N`, streamed), the
-    character vectors from the context frames (``vae.condition(train, inputs_context=context)``), the predicted
+    character vectors from the context frames (``vae.condition_on_observations(train, inputs_context=context)``), the predicted
     :math:`q_S(\mathbf z)` at the targets (variances clipped to [1e-4, 100]), decoded: the posterior mean and one
     sample, ``(n, 64, 64, 3)`` each."""
-    posterior = model.condition(train, inputs_context=context)
+    posterior = model.condition_on_observations(train, inputs_context=context)
     means, samples = [], []
     for aux, _ in target:
         q = posterior.predict(aux)

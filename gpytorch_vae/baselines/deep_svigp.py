@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -181,21 +180,14 @@ class DeepSVIGP(PyroModule):
         }
 
     # ------------------------------------------------------------------ test time
-    def condition(self, batches: Iterable | None = None) -> SVGPPosterior:
+    def condition_on_observations(self, batches: Iterable | None = None) -> SVGPPosterior:
         """The learned posterior (the context ``batches`` are not needed: :math:`q(\\mathbf u)` is not amortized)."""
         return SVGPPosterior(self)
 
-    def decode(self, z: Tensor, dtype: torch.dtype | None = None, x: Tensor | None = None) -> Tensor:
-        """Decoded means of latent values ``z`` ``(L, r)``: ``(r, *obs)``."""
-        dtype = dtype or next(self.decoder.parameters()).dtype
-        return self.decoder(z.mT.to(dtype))
-
-    @torch.no_grad()
-    def predict(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Deprecated: ``condition().predict(x)``. Marginal means and variances ``(L, n)``."""
-        warnings.warn("DeepSVIGP.predict is deprecated: use condition().predict(x)", DeprecationWarning, stacklevel=2)
-        q_f = self.condition().predict(x)
-        return q_f.mean, q_f.variance
+    def decode(self, z: Tensor, x: Tensor | None = None) -> Tensor:
+        """Decoded means of latent values ``z`` ``(L, r)``: ``(r, *obs)``, in the decoder's dtype (``x`` is not
+        used: the decoder is not conditional)."""
+        return self.decoder(z.mT.to(next(self.decoder.parameters()).dtype))
 
 
 @dataclass

@@ -3,7 +3,6 @@ trick."""
 
 from __future__ import annotations
 
-import warnings
 from typing import Callable, Iterable
 
 import torch
@@ -18,7 +17,7 @@ from .low_rank_gp import LowRankViewObjectGP
 
 class LowRankGPPosterior:
     """The exact low-rank GP posterior of the latents given the encoder means of the context data, made by
-    :meth:`GPPVAE.condition`; :meth:`predict` gives the marginals of the noise-free latent function at new inputs,
+    :meth:`GPPVAE.condition_on_observations`; :meth:`predict` gives the marginals of the noise-free latent function at new inputs,
     ``(L, r)``."""
 
     def __init__(self, gp: LowRankViewObjectGP, x: Tensor, mean: Tensor):
@@ -60,7 +59,7 @@ class GPPVAE(torch.nn.Module):
         return t.to(self.gp.angles)
 
     @torch.no_grad()
-    def condition(self, batches: Iterable[tuple[Tensor, Tensor]]) -> LowRankGPPosterior:
+    def condition_on_observations(self, batches: Iterable[tuple[Tensor, Tensor]]) -> LowRankGPPosterior:
         """The GP posterior given context data, ``(x, y)`` batches: encoder means of all of them, then the exact
         low-rank GP."""
         xs, means = [], []
@@ -69,9 +68,9 @@ class GPPVAE(torch.nn.Module):
             means.append(self.to_gp(self.vae.latent_dataset(y)[0]))
         return LowRankGPPosterior(self.gp, torch.cat(xs), torch.cat(means, dim=-1))
 
-    def decode(self, z: Tensor, dtype: torch.dtype | None = None, x: Tensor | None = None) -> Tensor:
+    def decode(self, z: Tensor, x: Tensor | None = None) -> Tensor:
         """Decoded means of latent codes ``z`` ``(L, r)``."""
-        return self.vae.decode(z, dtype)
+        return self.vae.decode(z, x)
 
     def encode_all(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """Encoder means and variances ``(L, N)`` of all images, in the GP dtype."""
@@ -96,15 +95,6 @@ class GPPVAE(torch.nn.Module):
         reconstruction = self.vae.likelihood.total_log_prob(self.vae.decode(z), y)
         entropy = torch.distributions.Normal(mean, var.sqrt()).entropy().sum()
         return z, reconstruction + entropy.to(reconstruction)
-
-    @torch.no_grad()
-    def predict(self, x_train: Tensor, y_train: Tensor, x_new: Tensor) -> tuple[Tensor, Tensor]:
-        """Deprecated: ``condition([(x_train, y_train)]).predict(x_new)``. Means ``(L, N_new)``, variances
-        ``(N_new,)``."""
-        warnings.warn("GPPVAE.predict is deprecated: use condition(batches).predict(x_new)", DeprecationWarning,
-                      stacklevel=2)  # fmt: skip
-        mean, _ = self.encode_all(y_train)
-        return self.gp.predict(mean, self.to_gp(x_train), self.to_gp(x_new))
 
 
 class GPPVAEObjective(Objective):

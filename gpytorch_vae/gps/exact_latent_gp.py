@@ -14,24 +14,28 @@ from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
 from gpytorch.means import Mean, ZeroMean
 from gpytorch.models import ExactGP
 from gpytorch.models.exact_prediction_strategies import DefaultPredictionStrategy, prediction_strategy
+from linear_operator.utils.errors import NotPSDError
 from torch import Tensor
 
+from ..variational.diagnostics import not_positive_definite
 from ..variational.latent_data import LatentBatch, check_channels
 
 #: whether GPyTorch's exact prediction takes the test blocks (1.15) rather than the joint prior (1.11-1.14)
 _TEST_BLOCKS_SIGNATURE = len(inspect.signature(DefaultPredictionStrategy.exact_prediction).parameters) > 3
 
 
-def _exact_settings() -> contextlib.ExitStack:
-    """Cholesky at any size, gradients through the prediction caches (to the latent data), no debug checks."""
-    stack = contextlib.ExitStack()
-    for setting in (
-        settings.detach_test_caches(False),
-        settings.max_cholesky_size(float("inf")),
-        settings.debug(False),
-    ):
-        stack.enter_context(setting)
-    return stack
+@contextlib.contextmanager
+def _exact_settings(gp: ExactLatentGP, x: Tensor):
+    """Cholesky at any size, gradients through the prediction caches (to the latent data), no debug checks; a
+    covariance that cannot be factorised gets the library's message, naming the likely cause (e.g. a negative
+    outputscale)."""
+    with settings.detach_test_caches(False), settings.max_cholesky_size(float("inf")), settings.debug(False):
+        try:
+            yield
+        except NotPSDError as error:
+            jitter = settings.cholesky_jitter.value(x.dtype)
+            message = not_positive_definite(gp, x, "latent inputs", jitter, "gpytorch.settings.cholesky_jitter")
+            raise ValueError(message) from error
 
 
 class ExactGPPosterior:
@@ -51,13 +55,13 @@ class ExactGPPosterior:
         self.gp, self.x, self.y, self.noise = gp, x, y, noise
         self.prior = gp.forward(x)
         self.likelihood = FixedNoiseGaussianLikelihood(noise=noise, learn_additional_noise=False)
-        with _exact_settings():
+        with _exact_settings(self.gp, self.x):
             self.strategy = prediction_strategy((x,), self.prior, y, self.likelihood)
 
     def log_marginal_likelihood(self) -> Tensor:
         r""":math:`\log Z = \log\mathcal N(\tilde{\mathbf y}\mid\mathbf m, \mathbf K_{XX} + \mathrm{diag}
         (\tilde{\boldsymbol\sigma}^2))` per GP, shape ``(*batch)``."""
-        with _exact_settings():
+        with _exact_settings(self.gp, self.x):
             return self.likelihood(self.prior).log_prob(self.y)
 
     def predict(self, x_new: Tensor) -> MultivariateNormal:
@@ -67,7 +71,7 @@ class ExactGPPosterior:
         n = self.x.size(-2)
         joint = self.gp.forward(torch.cat([self.x, x_new], dim=-2))
         covar = joint.lazy_covariance_matrix
-        with _exact_settings():
+        with _exact_settings(self.gp, self.x):
             if _TEST_BLOCKS_SIGNATURE:  # GPyTorch >= 1.15
                 test_mean, test_test, test_train = joint.mean[..., n:], covar[..., n:, n:], covar[..., n:, :n]
                 mean, covar = self.strategy.exact_prediction(test_mean, test_test, test_train)
@@ -122,8 +126,8 @@ class ExactLatentGP(ExactGP):
         return MultivariateNormal(self.mean_module(x), self.covar_module(x))
 
     @staticmethod
-    def _checked(x: Tensor, y: Tensor, noise: Tensor, num_data: int | None) -> LatentBatch:
-        batch = LatentBatch.create(x, y, noise, num_data)
+    def _checked(x: Tensor, y: Tensor, noise: Tensor, num_data: int | None, check_values: bool = True) -> LatentBatch:
+        batch = LatentBatch.create(x, y, noise, num_data, check_values=check_values)
         if batch.num_data != batch.num_points:
             raise ValueError(
                 f"the exact latent GP needs the whole dataset in one batch: num_data ({batch.num_data}) != b "
@@ -131,10 +135,13 @@ class ExactLatentGP(ExactGP):
             )
         return batch
 
-    def condition(self, x: Tensor, y: Tensor, noise: Tensor, num_data: int | None = None) -> ExactGPPosterior:
+    def condition(self, x: Tensor, y: Tensor, noise: Tensor, num_data: int | None = None,
+                  check_values: bool = True) -> ExactGPPosterior:  # fmt: skip
         """The exact posterior of the latent dataset (``num_data`` is accepted for a common interface; it must be
-        ``b``). ExactGP does not broadcast inputs over batch dimensions (e.g. latent channels): ``x`` is expanded."""
-        batch = self._checked(x, y, noise, num_data)
+        ``b``). ExactGP does not broadcast inputs over batch dimensions (e.g. latent channels): ``x`` is expanded.
+        ``check_values``: as for :meth:`AmortizedHybridVariationalStrategy.condition
+        <gpytorch_vae.variational.AmortizedHybridVariationalStrategy.condition>`."""
+        batch = self._checked(x, y, noise, num_data, check_values)
         check_channels(batch.y, self.covar_module.batch_shape)
         return ExactGPPosterior(self, batch.x.expand(*y.shape[:-1], *x.shape[-2:]), batch.y, batch.noise)
 

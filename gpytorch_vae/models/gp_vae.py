@@ -4,7 +4,6 @@ model/guide as a thin adapter over it."""
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -14,9 +13,9 @@ import torch
 from pyro.params import param_with_module_name
 from torch import Tensor
 
-from ..likelihoods import ObservationLikelihood, likelihood_from_name
+from .. import settings
+from ..likelihoods import BernoulliLikelihood, ObservationLikelihood
 from ..priors.base import LatentPosterior, LatentPrior, PosteriorSite, flat_latent_site
-from ..settings import validate_values
 from ..variational.noise import StandardNormalNoise
 from .inputs import ObservationInputs, PosteriorWithInputs
 
@@ -115,16 +114,15 @@ class GPVAE(torch.nn.Module):
     :param decoder: module mapping ``z`` ``(*batch, b, L)`` to the likelihood's parameter ``(*batch, b, *obs)``.
     :param latent_prior: a :class:`~gpytorch_vae.priors.LatentPrior`.
     :param latent_dim: :math:`L`.
-    :param likelihood: an :class:`~gpytorch_vae.likelihoods.ObservationLikelihood` (e.g.
-        :class:`~gpytorch_vae.likelihoods.BernoulliLikelihood`, :class:`~gpytorch_vae.likelihoods.GaussianLikelihood`
-        with a learned noise). The strings ``"bernoulli"`` and ``"gaussian"`` (with ``observation_scale``) of version
-        0.2 still work, with a :class:`DeprecationWarning`.
+    :param likelihood: an :class:`~gpytorch_vae.likelihoods.ObservationLikelihood`, e.g.
+        :class:`~gpytorch_vae.likelihoods.GaussianLikelihood` with a learned noise; default: a
+        :class:`~gpytorch_vae.likelihoods.BernoulliLikelihood`.
     :param observation_dims: number of trailing dimensions of one observation (1 for vectors, 2 or 3 for images);
         default: inferred from the encoder's output (``y.dim()`` minus the batch dimensions of the means).
     :param min_variance, max_variance: clipping range of the encoder variances (they act as GP noise).
     :param gp_dtype: dtype of the GP computations (e.g. ``torch.float64``); the latent prior is converted to it.
         Default: the prior's own (the encoder's for a prior without parameters).
-    :param condition: for conditional networks (CVAE): maps the auxiliary data ``x`` ``(*batch, b, D)`` to features
+    :param features: for conditional networks (CVAE): maps the auxiliary data ``x`` ``(*batch, b, D)`` to features
         ``(*batch, b, c)`` passed as second argument to the encoder and the decoder.
     :param inputs: an :class:`~gpytorch_vae.models.ObservationInputs` that computes the latent prior's inputs from
         the auxiliary data *and* the observations (e.g. a representation network, SPRITES); default: ``x`` itself.
@@ -136,26 +134,16 @@ class GPVAE(torch.nn.Module):
         decoder: torch.nn.Module,
         latent_prior: LatentPrior,
         latent_dim: int,
-        likelihood: ObservationLikelihood | str = "bernoulli",
-        observation_scale: float | None = None,
+        likelihood: ObservationLikelihood | None = None,
         observation_dims: int | None = None,
         min_variance: float = 1e-3,
         max_variance: float = 10.0,
         gp_dtype: torch.dtype | None = None,
-        condition: Callable[[Tensor], Tensor] | None = None,
+        features: Callable[[Tensor], Tensor] | None = None,
         inputs: ObservationInputs | None = None,
     ):
         super().__init__()
-        if isinstance(likelihood, str):
-            warnings.warn(
-                f"GPVAE(likelihood={likelihood!r}) is deprecated: pass a likelihood object, e.g. "
-                "gpytorch_vae.likelihoods.BernoulliLikelihood() or GaussianLikelihood(noise=sigma**2)",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            likelihood = likelihood_from_name(likelihood, 1.0 if observation_scale is None else observation_scale)
-        elif observation_scale is not None:
-            raise ValueError("observation_scale belongs to the string likelihoods: use GaussianLikelihood(noise=...)")
+        likelihood = BernoulliLikelihood() if likelihood is None else likelihood
         if not isinstance(likelihood, ObservationLikelihood):
             raise TypeError(f"likelihood must be an ObservationLikelihood, got {type(likelihood).__name__}")
         if not isinstance(latent_prior, LatentPrior):
@@ -171,7 +159,7 @@ class GPVAE(torch.nn.Module):
         self.observation_dims = None if observation_dims is None else int(observation_dims)
         self.set_variance_range(min_variance, max_variance)
         self._gp_dtype = gp_dtype
-        self.condition_features = condition
+        self.features = features
 
     def set_variance_range(self, min_variance: float | None = None, max_variance: float | None = None) -> None:
         """Set the clipping range of the encoder variances (``None``: keep the current bound), checked: ``0 <
@@ -205,11 +193,11 @@ class GPVAE(torch.nn.Module):
 
     # ------------------------------------------------------------------ building blocks
     def _network_args(self, x: Tensor | None) -> tuple:
-        if self.condition_features is None:
+        if self.features is None:
             return ()
         if x is None:
             raise ValueError("conditional networks need the auxiliary data x")
-        return (self.condition_features(x),)
+        return (self.features(x),)
 
     def _network_dtype(self, module: torch.nn.Module) -> torch.dtype | None:
         return next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
@@ -232,6 +220,11 @@ class GPVAE(torch.nn.Module):
         return y if dtype is None else y.to(dtype)
 
     def _encode(self, y: Tensor, x: Tensor | None, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        expected = getattr(self.encoder, "observation_shape", None)  # e.g. MLPEncoder's: its input width
+        if expected is not None and tuple(y.shape[max(y.dim() - len(expected), 0) :]) != tuple(expected):
+            raise ValueError(f"observations of shape {tuple(y.shape)} do not end in the shape of one observation the "
+                             f"encoder takes, {tuple(expected)}: expected y of shape (*batch, b, "
+                             f"{', '.join(str(s) for s in expected)})")  # fmt: skip
         mask_args = ()
         if mask is not None:
             y = torch.where(mask, y, torch.zeros((), dtype=y.dtype, device=y.device))  # missing entries zero-filled
@@ -248,7 +241,7 @@ class GPVAE(torch.nn.Module):
                 f"the encoder gave means {tuple(mean.shape)} and log-variances {tuple(log_var.shape)}; expected both "
                 f"(*batch, b, L) with L = latent_dim = {self.latent_dim}"
             )
-        if validate_values.applies_to(mean) and not bool(torch.isfinite(mean).all() & torch.isfinite(log_var).all()):
+        if settings.debug.on(mean) and not bool(torch.isfinite(mean).all() & torch.isfinite(log_var).all()):
             # the observations are checked only here, off the hot path: they are what makes a finite encoder fail
             if not bool(torch.isfinite(y).all()):
                 raise ValueError(f"the observations y {tuple(y.shape)} hold NaN or inf values")
@@ -268,7 +261,7 @@ class GPVAE(torch.nn.Module):
             )
         self._inferred_observation_dims = inferred
 
-    def event_dims(self, y: Tensor | None = None) -> int:
+    def event_dims(self) -> int:
         """The number of trailing dimensions of one observation (given, or inferred when the encoder last ran)."""
         dims = self.observation_dims or getattr(self, "_inferred_observation_dims", None)
         if dims is None:
@@ -321,11 +314,10 @@ class GPVAE(torch.nn.Module):
             shapes = f"mask {tuple(mask.shape)} does not broadcast to the observations {tuple(y.shape)}"
             raise ValueError(shapes) from None
 
-    def decode(self, z: Tensor, dtype: torch.dtype | None = None, x: Tensor | None = None) -> Tensor:
+    def decode(self, z: Tensor, x: Tensor | None = None) -> Tensor:
         """Decoder output for latent codes ``z`` ``(*batch, L, b)``: logits or means ``(*batch, b, *obs)``; ``z`` is
-        cast to the decoder's dtype (``dtype`` is accepted for compatibility and ignored when the decoder has
-        parameters)."""
-        network_dtype = self._network_dtype(self.decoder) or dtype or z.dtype
+        cast to the decoder's dtype (a decoder without parameters takes ``z``'s)."""
+        network_dtype = self._network_dtype(self.decoder) or z.dtype
         return self.decoder(z.mT.to(network_dtype), *self._network_args(x))
 
     def forward(
@@ -362,7 +354,7 @@ class GPVAE(torch.nn.Module):
         on hyperparameters, the factor ``hyperparameter_priors`` weighted like the KL (:math:`b/N`)."""
         self._register()
         y = self.prepare_observations(y)
-        event_dims = self.event_dims(y)
+        event_dims = self.event_dims()
         data_shape = y.shape[: y.dim() - event_dims]
         latent_shape = torch.Size([*data_shape[:-1], self.latent_dim, data_shape[-1]])
         z = pyro.sample("z", flat_latent_site(latent_shape))
@@ -380,29 +372,6 @@ class GPVAE(torch.nn.Module):
             pyro.factor("hyperparameter_priors", prior_weight(data_shape[-1], num_data) * log_prior)
         return y
 
-    # ------------------------------------------------------------------ version 0.2's direct ELBO (deprecated)
-    def elbo_terms(
-        self, x: Tensor, y: Tensor, num_data: int | None = None, reconstruction: bool = True
-    ) -> dict[str, Tensor]:
-        """Deprecated: :class:`gpytorch_vae.objectives.ELBO` gives the same terms as a typed result. Returns
-        ``reconstruction``, ``kl``, ``elbo``, ``z``, ``decoded`` and ``kl_shared`` as a dict."""
-        warnings.warn("GPVAE.elbo_terms is deprecated: use gpytorch_vae.objectives.ELBO(vae, num_data)(x, y)",
-                      DeprecationWarning, stacklevel=2)  # fmt: skip
-        from ..objectives.elbo import ELBO
-
-        terms = ELBO(self, num_data)(x, y)
-        out = {"kl": terms.kl, "z": terms.z, "decoded": terms.decoded, "kl_shared": terms.kl_shared}
-        if reconstruction:
-            out.update(reconstruction=terms.reconstruction, elbo=-terms.loss)
-        return out
-
-    def likelihood_from_output(self, out: Tensor, event_dims: int):
-        """Deprecated: ``likelihood.pyro_distribution(out, event_dims)``."""
-        warnings.warn(
-            "GPVAE.likelihood_from_output is deprecated: use vae.likelihood", DeprecationWarning, stacklevel=2
-        )
-        return self.likelihood.pyro_distribution(out, event_dims)
-
     # ------------------------------------------------------------------ inference at test time
     @torch.no_grad()
     def encode_all(self, y: Tensor, x: Tensor | None = None, batch_size: int = 256) -> tuple[Tensor, Tensor]:
@@ -413,7 +382,7 @@ class GPVAE(torch.nn.Module):
         return tuple(torch.cat(p, dim=-1) for p in zip(*parts))
 
     @torch.no_grad()
-    def condition(self, batches: Iterable[tuple[Tensor, Tensor]],
+    def condition_on_observations(self, batches: Iterable[tuple[Tensor, Tensor]],
                   inputs_context: Iterable[tuple[Tensor, Tensor]] | None = None) -> LatentPosterior:  # fmt: skip
         r"""The latent posterior given context data, ``(x, y)`` or ``(x, y, mask)`` batches (e.g. all training data
         at test time, :math:`b = N`): each batch is encoded, then the latent prior conditions on all of them
@@ -430,7 +399,7 @@ class GPVAE(torch.nn.Module):
             (self.prior_inputs(x, y), *self.latent_dataset(y, x)) for x, y in batches
         )
         context = batches if inputs_context is None else inputs_context
-        inputs_of = self.inputs.condition((x, self.prepare_observations(y)) for x, y in context)
+        inputs_of = self.inputs.condition_on_observations((x, self.prepare_observations(y)) for x, y in context)
         return PosteriorWithInputs(posterior, inputs_of)
 
     def _latent_batch(self, x: Tensor, y: Tensor, mask: Tensor | None = None) -> tuple:
@@ -448,7 +417,7 @@ class GPVAE(torch.nn.Module):
         r"""Impute the missing entries of observations ``y`` ``(*batch, b, *obs)`` (``mask``: True where observed;
         missing entries of ``y`` may hold anything) at their inputs ``x``: the latent marginals at ``x`` from
         ``posterior`` (default: the posterior of this batch as a whole data set, e.g. a batch of sequences each its
-        own GP; for one long series, condition on all of it with :meth:`condition` and pass that posterior), decoded
+        own GP; for one long series, condition on all of it with :meth:`condition_on_observations` and pass that posterior), decoded
         (:class:`Imputation`: the mean imputation, per-entry predictive variance, ``num_samples`` multiple
         imputations). Observations with nothing observed get latent codes from the GP alone."""
         if num_samples < 0:
@@ -477,11 +446,6 @@ class GPVAE(torch.nn.Module):
     def posterior_latent_mean(self, x: Tensor, y: Tensor) -> Tensor:
         """Posterior mean of the latent codes of a whole data set ``(x, y)`` in one batch, ``(*batch, b, L)``."""
         return self.posterior(x, y, None).mean.mT
-
-    def condition_on_data(self, batches: Iterable[tuple[Tensor, Tensor]]) -> LatentPosterior:
-        """Deprecated alias of :meth:`condition` (which returns the posterior; nothing is stored)."""
-        warnings.warn("GPVAE.condition_on_data is deprecated: use GPVAE.condition", DeprecationWarning, stacklevel=2)
-        return self.condition(batches)
 
 
 def prior_weight(num_points: int, num_data: int | None) -> float:

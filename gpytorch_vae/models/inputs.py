@@ -17,9 +17,10 @@ from ..variational.noise import StandardNormalNoise
 class ObservationInputs(torch.nn.Module, abc.ABC):
     r"""Maps a batch's auxiliary data ``x`` ``(*batch, b, D)`` *and* observations ``y`` ``(*batch, b, *obs)`` to
     the latent prior's inputs ``(*batch, b, D')`` (:meth:`forward`, in training). At test time the observations of
-    new points are not known: :meth:`condition` reads context ``(x, y)`` batches once and returns the map of new
-    auxiliary data alone (e.g. an object's vector from its context observations). :meth:`GPVAE.condition
-    <gpytorch_vae.models.GPVAE.condition>` uses both, so ``vae.condition(context).predict(x_new)`` works as for any
+    new points are not known: :meth:`condition_on_observations` reads context ``(x, y)`` batches once and returns the map of new
+    auxiliary data alone (e.g. an object's vector from its context observations). :meth:`GPVAE.condition_on_observations
+    <gpytorch_vae.models.GPVAE.condition_on_observations>` uses both, so
+    ``vae.condition_on_observations(context).predict(x_new)`` works as for any
     other model."""
 
     @abc.abstractmethod
@@ -27,7 +28,7 @@ class ObservationInputs(torch.nn.Module, abc.ABC):
         """The prior's inputs of a batch whose observations are known."""
 
     @abc.abstractmethod
-    def condition(self, batches: Iterable[tuple[Tensor, Tensor]]) -> Callable[[Tensor], Tensor]:
+    def condition_on_observations(self, batches: Iterable[tuple[Tensor, Tensor]]) -> Callable[[Tensor], Tensor]:
         """From context ``(x, y)`` batches, the map of auxiliary data (context or new) to the prior's inputs."""
 
 

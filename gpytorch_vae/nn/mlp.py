@@ -96,6 +96,11 @@ class MaskedEncoder(torch.nn.Module):
         super().__init__()
         self.encoder, self.dim = encoder, int(dim)
 
+    @property
+    def observation_shape(self) -> tuple[int, ...] | None:
+        """The shape of one observation: the wrapped encoder's, halved along ``dim`` (``None`` when unknown)."""
+        return _divided(getattr(self.encoder, "observation_shape", None), self.dim, 2)
+
     def forward(self, y: Tensor, mask: Tensor, *args) -> tuple[Tensor, Tensor]:
         return self.encoder(torch.cat([y, mask.to(y)], dim=self.dim), *args)
 
@@ -125,9 +130,24 @@ class WindowEncoder(torch.nn.Module):
             raise ValueError(f"window must be a positive odd number, got {window}")
         self.encoder, self.window = encoder, int(window)
 
+    @property
+    def observation_shape(self) -> tuple[int, ...] | None:
+        """The shape ``(D,)`` of one observation: the wrapped encoder's width over ``window`` (``None`` when
+        unknown)."""
+        return _divided(getattr(self.encoder, "observation_shape", None), -1, self.window)
+
     def forward(self, y: Tensor, *args) -> tuple[Tensor, Tensor]:
         half = self.window // 2
         # zero observations padded at both ends of the b axis, then a sliding window over it (torch's unfold appends
         # the window as the last dimension: (*batch, b, D, window) -> (*batch, b, window * D), neighbour-major)
         padded = torch.nn.functional.pad(y, (0, 0, half, half))
         return self.encoder(padded.unfold(-2, self.window, 1).transpose(-1, -2).flatten(-2), *args)
+
+
+def _divided(shape: tuple[int, ...] | None, dim: int, parts: int) -> tuple[int, ...] | None:
+    """``shape`` with its size at ``dim`` divided by ``parts`` (``None`` when ``shape`` is unknown or too short)."""
+    if shape is None or not -len(shape) <= dim < len(shape):
+        return None
+    divided = list(shape)
+    divided[dim] //= parts
+    return tuple(divided)

@@ -82,7 +82,7 @@ class RepresentationInputs(ObservationInputs):
     r"""Latent-prior inputs with a part computed from the observations: ``[input_map(x), r(x, y)]``, where
     :math:`r` is a :class:`RepresentationNetwork`'s vector of each point's group (the column ``group_column`` of
     ``x``, e.g. a character id): in training, the mean over the group's observations in the batch (SVGP-VAE Sec. 4.3,
-    SPRITES); at test time (:meth:`condition`), the mean over the group's context observations, so that new points of
+    SPRITES); at test time (:meth:`condition_on_observations`), the mean over the group's context observations, so that new points of
     a group whose observations are unknown get its vector.
 
     :param representation: the :class:`RepresentationNetwork`.
@@ -106,7 +106,7 @@ class RepresentationInputs(ObservationInputs):
         return self._with_map(x, self.representation(y, x[:, self.group_column]))
 
     @torch.no_grad()
-    def condition(self, batches: Iterable[tuple[Tensor, Tensor]]) -> Callable[[Tensor], Tensor]:
+    def condition_on_observations(self, batches: Iterable[tuple[Tensor, Tensor]]) -> Callable[[Tensor], Tensor]:
         ids, sums, counts = [], [], []
         for x, y in batches:  # per batch: the sums of each group's features (groups may span batches)
             layout = GroupLayout.create(x[:, self.group_column])

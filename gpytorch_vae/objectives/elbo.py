@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from ..models.gp_vae import GPVAE, GPVAEOutput, prior_weight
-from ..priors.base import check_num_data as _check_num_data
+from ..variational.latent_data import check_num_data as _check_num_data
 from .base import Objective, ObjectiveTerms
 
 #: ``num_data`` left to :func:`~gpytorch_vae.training.fit`, which takes the data set's length

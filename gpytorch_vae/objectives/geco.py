@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..priors.base import check_num_data
+from ..variational.latent_data import check_num_data
 from .base import Objective, ObjectiveTerms
 from .elbo import FROM_DATA, model_pass, weighted_log_prior
 from .loss_scaling import ScaledLossOptimizer

@@ -1,15 +1,12 @@
 """Latent priors of a GP-VAE and the posterior objects they return."""
 
+from ..variational.latent_data import check_latent_data, check_num_data  # what a prior's condition calls
 from .base import (
     LatentPosterior,
     LatentPrior,
     PosteriorSite,
-    check_latent_data,
-    check_num_data,
     flat_latent_site,
     marginal_distribution,
-    pyro_site,
-    rsample_site,
 )
 from .exact import ExactLatentPosterior, ExactLatentPrior
 from .factorized import (
@@ -42,6 +39,4 @@ __all__ = [
     "flat_latent_site",
     "global_posterior",
     "marginal_distribution",
-    "pyro_site",
-    "rsample_site",
 ]

@@ -16,97 +16,21 @@ use these three calls and nothing else, so there is one computation of the objec
 from __future__ import annotations
 
 import abc
-import math
-import numbers
-import warnings
-from typing import Callable, Iterable
+from typing import Iterable
 
 import pyro
 import torch
 from gpytorch.distributions import MultivariateNormal
 from linear_operator.operators import DiagLinearOperator
-from pyro import poutine
 from pyro.distributions import TorchDistribution
 from torch import Tensor
 
-from ..settings import validate_values
 from ..variational.noise import STANDARD_NORMAL, StandardNormalNoise
-
-#: ``site(name, distribution, scale) -> value``: version 0.2's way of drawing sample sites (deprecated).
-Site = Callable[[str, TorchDistribution, float], Tensor]
-
 
 def marginal_distribution(mean: Tensor, variance: Tensor) -> MultivariateNormal:
     """Independent marginals as a GPyTorch :class:`~gpytorch.distributions.MultivariateNormal` (diagonal
     covariance), the form GPyTorch's strategies use for marginal predictions."""
     return MultivariateNormal(mean, DiagLinearOperator(variance))
-
-
-def _shape(t: Tensor) -> str:
-    return str(tuple(t.shape))
-
-
-def check_num_data(num_data, num_points: int) -> int | None:
-    """``num_data`` as an ``int`` (``None`` stays ``None``): a positive integer of at least the batch's
-    ``num_points``, else a :class:`ValueError` saying what came."""
-    if num_data is None:
-        return None
-    if isinstance(num_data, bool) or not isinstance(num_data, numbers.Real):
-        raise TypeError(f"num_data must be an integer (the size N of the whole data set), got {num_data!r}")
-    if not math.isfinite(num_data) or num_data != int(num_data):
-        raise ValueError(f"num_data must be a whole number (the size N of the whole data set), got {num_data!r}")
-    if int(num_data) < num_points:
-        raise ValueError(f"num_data ({int(num_data)}) must be at least the batch size b = {num_points}")
-    return int(num_data)
-
-
-def check_inputs(x: Tensor, input_dim: int | None = None, name: str = "x") -> None:
-    """Auxiliary inputs ``(..., r, D)``: a floating tensor with ``D == input_dim`` (when given) and finite values
-    (checked as :class:`gpytorch_vae.settings.validate_values` says)."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() < 2:
-        raise ValueError(f"{name} must have shape (..., n, D) (points in rows), got {_shape(x)}")
-    if input_dim is not None and x.size(-1) != input_dim:
-        raise ValueError(f"{name} must have D = {input_dim} columns (as in training), got {_shape(x)}")
-    if validate_values.applies_to(x) and x.is_floating_point() and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} {_shape(x)} holds NaN or inf values")
-
-
-def check_latent_data(x: Tensor, mean: Tensor, var: Tensor, observed: Tensor | None = None) -> None:
-    r"""The checks every prior's :meth:`~LatentPrior.condition` makes: ``x`` ``(*batch, b, D)``, ``mean`` and ``var``
-    of one shape ``(*batch, L, b)`` whose leading dims broadcast with ``x``'s; finite means, finite positive variances
-    (where ``observed``, a boolean mask broadcastable to ``mean``, is true). Values are checked as
-    :class:`gpytorch_vae.settings.validate_values` says (CPU tensors by default)."""
-    for name, t in (("mean", mean), ("var", var)):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    check_inputs(x)
-    if mean.dim() < 2 or mean.shape != var.shape:
-        raise ValueError(f"mean and var must have the same shape (*batch, L, b), got {_shape(mean)} and {_shape(var)}")
-    if mean.size(-1) != x.size(-2):
-        raise ValueError(f"mean {_shape(mean)} has b = {mean.size(-1)} points but x {_shape(x)} has {x.size(-2)} rows")
-    try:
-        torch.broadcast_shapes(x.shape[:-2], mean.shape[:-2])
-    except RuntimeError:
-        raise ValueError(
-            f"the batch dims of x {_shape(x)} and mean {_shape(mean)} do not broadcast: expected x (*batch, b, D) "
-            f"and mean (*batch, L, b)"
-        ) from None
-    if observed is not None and (
-        observed.dtype != torch.bool or torch.broadcast_shapes(observed.shape, mean.shape) != mean.shape
-    ):
-        raise ValueError(f"observed must be a boolean mask broadcastable to mean {_shape(mean)}, got {observed.dtype} "
-                         f"{_shape(observed)}")  # fmt: skip
-    if validate_values.applies_to(mean):
-        seen = (lambda t: t) if observed is None else (lambda t: t[observed.expand_as(t)])
-        if not bool(torch.isfinite(seen(mean)).all()):
-            raise ValueError(f"mean {_shape(mean)} holds NaN or inf values (check the encoder's outputs)")
-        good = (seen(var) > 0) & torch.isfinite(seen(var))
-        if not bool(good.all()):
-            bad = seen(var)[~good].flatten()[0].item()
-            raise ValueError(f"var {_shape(var)} must be finite and strictly positive, found {bad} (clip the encoder "
-                             f"variances)")  # fmt: skip
 
 
 class LatentPosterior(abc.ABC):
@@ -146,16 +70,11 @@ class LatentPosterior(abc.ABC):
         :class:`~gpytorch.distributions.MultivariateNormal` with batch ``(*batch, L)``, event ``r`` and diagonal
         covariance."""
 
-    def draw(self, site: Site) -> Tensor:
-        """Deprecated (version 0.2's site-by-site draws): ``rsample()``; through Pyro, ``GPVAE.guide``."""
-        warnings.warn("LatentPosterior.draw is deprecated: use rsample()", DeprecationWarning, stacklevel=2)
-        return site("z", PosteriorSite(self), 1.0)
-
 
 class LatentPrior(torch.nn.Module, abc.ABC):
     """A prior over latent codes indexed by auxiliary inputs, given to :class:`~gpytorch_vae.models.GPVAE`.
 
-    Subclasses implement :meth:`condition` (calling :func:`check_latent_data` first); :meth:`condition_on_batches`
+    Subclasses implement :meth:`condition` (calling :func:`~gpytorch_vae.variational.check_latent_data` first); :meth:`condition_on_batches`
     and :meth:`kl_divergence` follow.
 
     :param input_map: optional module mapping auxiliary data to GP inputs (e.g. GP-LVM look-ups,
@@ -211,17 +130,6 @@ class LatentPrior(torch.nn.Module, abc.ABC):
         """Posterior means ``(*batch, L, b)`` of the latent codes at ``x`` given the whole latent dataset."""
         return self.condition(x, mean, var).mean
 
-    # ------------------------------------------------------------------ deprecated Pyro fragments of version 0.2
-    def guide(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None) -> Tensor:
-        """Deprecated: the guide's site ``z`` (use :meth:`GPVAE.guide <gpytorch_vae.models.GPVAE.guide>`)."""
-        warnings.warn("LatentPrior.guide is deprecated: use GPVAE.guide", DeprecationWarning, stacklevel=2)
-        return pyro.sample("z", PosteriorSite(self.condition(x, mean, var, num_data)))
-
-    def model(self, x: Tensor, latent_shape: torch.Size, num_data: int | None = None) -> Tensor:
-        """Deprecated: the model's site ``z`` (use :meth:`GPVAE.model <gpytorch_vae.models.GPVAE.model>`)."""
-        warnings.warn("LatentPrior.model is deprecated: use GPVAE.model", DeprecationWarning, stacklevel=2)
-        return pyro.sample("z", flat_latent_site(torch.Size(latent_shape)))
-
 
 # ---------------------------------------------------------------------- Pyro sites
 class PosteriorSite(TorchDistribution):
@@ -264,21 +172,6 @@ def flat_latent_site(latent_shape: torch.Size) -> TorchDistribution:
     """The model's sample site ``z`` of a GP-VAE: flat (:class:`~pyro.distributions.ImproperUniform`, log density 0)
     over codes of ``latent_shape``; the prior enters through the guide's :class:`PosteriorSite`."""
     return pyro.distributions.ImproperUniform(pyro.distributions.constraints.real, torch.Size(), latent_shape)
-
-
-def pyro_site(name: str, fn: TorchDistribution, scale: float = 1.0) -> Tensor:
-    """Deprecated: a Pyro sample statement, its log density scaled by ``scale``."""
-    warnings.warn("pyro_site is deprecated: use pyro.sample under poutine.scale", DeprecationWarning, stacklevel=2)
-    if scale == 1.0:
-        return pyro.sample(name, fn)
-    with poutine.scale(scale=scale):
-        return pyro.sample(name, fn)
-
-
-def rsample_site(name: str, fn: TorchDistribution, scale: float = 1.0) -> Tensor:
-    """Deprecated: a reparameterised draw of ``fn``."""
-    warnings.warn("rsample_site is deprecated: use fn.rsample()", DeprecationWarning, stacklevel=2)
-    return fn.rsample()
 
 
 def noise_or_default(noise: StandardNormalNoise | None) -> StandardNormalNoise:

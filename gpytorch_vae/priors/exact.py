@@ -11,13 +11,11 @@ from pyro import distributions as dist
 from torch import Tensor
 
 from ..gps.exact_latent_gp import ExactGPPosterior
+from ..variational.latent_data import check_inputs, check_latent_data, check_num_data
 from ..variational.noise import StandardNormalNoise
 from .base import (
     LatentPosterior,
     LatentPrior,
-    check_inputs,
-    check_latent_data,
-    check_num_data,
     marginal_distribution,
     unobserved_as_noise,
 )
@@ -72,7 +70,7 @@ class ExactLatentPosterior(LatentPosterior):
         return (expected.sum(-1) - posterior.log_marginal_likelihood()).sum()
 
     def predict(self, x: Tensor) -> MultivariateNormal:
-        check_inputs(x, self.input_dim)
+        check_inputs(x, self.input_dim, self.shape[:-1])
         q_f = self.posterior.predict(self.gp_inputs(x))
         return marginal_distribution(q_f.mean, q_f.variance)
 
@@ -105,5 +103,5 @@ class ExactLatentPrior(LatentPrior):
         check_latent_data(x, mean, var, observed)
         check_num_data(num_data, mean.size(-1))
         mean, var = unobserved_as_noise(mean, var, observed)
-        posterior = self.gp.condition(self.gp_inputs(x), mean, var, num_data)
+        posterior = self.gp.condition(self.gp_inputs(x), mean, var, num_data, check_values=False)
         return ExactLatentPosterior(posterior, self.gp_inputs, x.size(-1) if self.input_map is None else None)

@@ -9,7 +9,6 @@ per group, beyond the paper, which names it future work). The remaining channels
 
 from __future__ import annotations
 
-import warnings
 from typing import Sequence
 
 import pyro.distributions as dist
@@ -20,13 +19,11 @@ from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import Tensor
 
 from ..variational.group_layout import GroupLayout
+from ..variational.latent_data import check_inputs, check_latent_data, check_num_data
 from ..variational.noise import StandardNormalNoise
 from .base import (
     LatentPosterior,
     LatentPrior,
-    check_inputs,
-    check_latent_data,
-    check_num_data,
     marginal_distribution,
     noise_or_default,
 )
@@ -314,15 +311,3 @@ class FactorizedLatentPrior(LatentPrior):
         glob = global_posterior(padded_mean[J:], padded_var[J:], data if observed is None else data[J:],
                                 self.global_prior_variance)  # fmt: skip
         return FactorizedLatentPosterior(self, layout, local, glob, x.size(-1))
-
-    # ------------------------------------------------------------------ deprecated entry points of version 0.1
-    def log_normaliser(self, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
-        """Deprecated: ``condition(x, mean, var).log_normaliser``."""
-        warnings.warn("use condition(x, mean, var).log_normaliser", DeprecationWarning, stacklevel=2)
-        return self.condition(x, mean, var).log_normaliser
-
-    def predict(self, x_new: Tensor, x: Tensor, mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
-        """Deprecated: ``condition(x, mean, var).predict(x_new)`` (means and variances ``(L, r)``)."""
-        warnings.warn("use condition(x, mean, var).predict(x_new)", DeprecationWarning, stacklevel=2)
-        q = self.condition(x, mean, var).predict(x_new)
-        return q.mean, q.variance

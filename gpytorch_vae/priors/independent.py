@@ -7,13 +7,11 @@ from gpytorch.distributions import MultivariateNormal
 from torch import Tensor
 
 from ..variational.group_layout import GroupLayout
+from ..variational.latent_data import check_inputs, check_latent_data, check_num_data
 from ..variational.noise import StandardNormalNoise
 from .base import (
     LatentPosterior,
     LatentPrior,
-    check_inputs,
-    check_latent_data,
-    check_num_data,
     marginal_distribution,
     noise_or_default,
 )
@@ -47,7 +45,7 @@ class IndependentLatentPosterior(LatentPosterior):
         return 0.5 * (self.var + self.encoder_mean.square() - 1.0 - self.var.log()).sum()
 
     def predict(self, x: Tensor) -> MultivariateNormal:
-        check_inputs(x, self.x.size(-1))
+        check_inputs(x, self.x.size(-1), self.encoder_mean.shape[:-1])
         shape = (*self.encoder_mean.shape[:-1], x.size(-2))
         mean, var = self.encoder_mean.new_zeros(shape), self.encoder_mean.new_ones(shape)
         if self.group_column is not None:

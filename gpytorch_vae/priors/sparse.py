@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Iterable
 
 import torch
@@ -10,8 +9,9 @@ from gpytorch.distributions import MultivariateNormal
 from torch import Tensor
 
 from ..variational import AmortizedHybridPosterior
+from ..variational.latent_data import check_inputs, check_latent_data, check_num_data
 from ..variational.noise import StandardNormalNoise
-from .base import LatentPosterior, LatentPrior, check_inputs, check_latent_data, check_num_data, marginal_distribution
+from .base import LatentPosterior, LatentPrior, marginal_distribution
 
 
 class SparseLatentPosterior(LatentPosterior):
@@ -57,7 +57,7 @@ class SparseLatentPosterior(LatentPosterior):
 
     def predict(self, x: Tensor) -> MultivariateNormal:
         r""":math:`q_S(\mathbf z(\mathbf x_*))` of Eq. 3, marginals."""
-        check_inputs(x, self.input_dim)
+        check_inputs(x, self.input_dim, self.posterior.batch_shape)
         q_f = self.posterior.predict(self.gp_inputs(x), diag=True)
         return marginal_distribution(q_f.mean, q_f.variance)
 
@@ -96,7 +96,7 @@ class SparseLatentPrior(LatentPrior):
         """Points where ``observed`` is false carry no data (zero precision in Eq. 9's statistics)."""
         check_latent_data(x, mean, var, observed)
         num_data = check_num_data(num_data, mean.size(-1))
-        posterior = self.strategy.condition(self.gp_inputs(x), mean, var, num_data, observed)
+        posterior = self.strategy.condition(self.gp_inputs(x), mean, var, num_data, observed, check_values=False)
         # b of the union batch when the strategy combines several ranks' shards, else this batch's
         kl_scale = 1.0 if num_data is None else posterior.num_points / num_data
         return SparseLatentPosterior(posterior, self.gp_inputs, kl_scale, x.size(-1))
@@ -116,15 +116,3 @@ class SparseLatentPrior(LatentPrior):
         stats = self.strategy.accumulate_statistics((checked(*batch) for batch in batches), reduce=reduce)
         posterior = self.strategy.condition_on_statistics(stats)
         return SparseLatentPosterior(posterior, self.gp_inputs, 1.0, input_dims[0] if input_dims else None)
-
-    def predict(self, x_new: Tensor) -> tuple[Tensor, Tensor]:
-        r"""Deprecated: use ``condition_on_batches(...).predict(x_new)``. Marginals of :math:`q_S(\mathbf z)` at
-        ``x_new`` given the latent data stored in the strategy."""
-        warnings.warn(
-            "SparseLatentPrior.predict is deprecated: use posterior = prior.condition(...) or "
-            "prior.condition_on_batches(...), then posterior.predict(x_new)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        q_f = self.strategy.current_posterior().predict(self.gp_inputs(x_new), diag=True)
-        return q_f.mean, q_f.variance

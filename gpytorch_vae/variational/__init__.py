@@ -1,13 +1,9 @@
 """GPyTorch variational strategies for GP-VAEs and the posterior objects they return."""
 
-import importlib
-import warnings
-
 from .amortized_hybrid_posterior import AmortizedHybridPosterior
-from .amortized_hybrid_variational_strategy import AmortizedHybridVariationalStrategy
-from .amortized_variational_distribution import AmortizedVariationalDistribution
+from .amortized_hybrid_variational_strategy import AmortizedHybridVariationalStrategy, AmortizedVariationalDistribution
 from .group_layout import GroupLayout
-from .latent_data import LatentBatch, validate_latent_data
+from .latent_data import LatentBatch, check_inputs, check_latent_data, check_num_data
 from .latent_statistics import (
     StatisticsReducer,
     WhitenedLatentStatistics,
@@ -29,18 +25,10 @@ __all__ = [
     "StatisticsReducer",
     "WhitenedLatentStatistics",
     "WhitenedPriorTerms",
-    "validate_latent_data",
+    "check_inputs",
+    "check_latent_data",
+    "check_num_data",
     "whitened_kl_divergence",
     "whitened_prior",
     "whitened_titsias_posterior",
 ]
-
-_MOVED = {"GroupedGPPosterior": "gpytorch_vae.priors", "global_posterior": "gpytorch_vae.priors"}
-
-
-def __getattr__(name: str):
-    if name in _MOVED:  # deprecated aliases: the FGP-VAE's posteriors live with the FGP prior
-        module = _MOVED[name]
-        warnings.warn(f"gpytorch_vae.variational.{name} moved to {module}.{name}", DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module(module), name)
-    raise AttributeError(f"module 'gpytorch_vae.variational' has no attribute {name!r}")

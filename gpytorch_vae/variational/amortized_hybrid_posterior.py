@@ -12,11 +12,11 @@ from pyro.distributions import MultivariateNormal as PyroMultivariateNormal
 from pyro.distributions import Normal
 from torch import Tensor
 
-from .fused import run_sample_and_kl
 from .latent_data import LatentBatch
 from .latent_statistics import (
     WhitenedLatentStatistics,
     check_cholesky_info,
+    run_sample_and_kl,
     whitened_kl_divergence,
     whitened_prior,
     whitened_titsias_posterior,
@@ -118,7 +118,8 @@ class AmortizedHybridPosterior:
     def kl_divergence(self) -> Tensor:
         r""":math:`\mathrm{KL}(q_S(\mathbf u)\,\|\,p(\mathbf u))` per GP, shape ``(*batch)``, in whitened form."""
         if self._kl is None:
-            self._kl = whitened_kl_divergence(self.whitened_posterior)
+            q_v = self.whitened_posterior
+            self._kl = whitened_kl_divergence(q_v.loc, q_v.scale_tril)
         return self._kl
 
     def rsample_data(self, sample_shape: torch.Size = torch.Size(), noise: StandardNormalNoise | None = None) -> Tensor:
@@ -126,7 +127,7 @@ class AmortizedHybridPosterior:
         :math:`\mathbf v\sim q(\mathbf v)`, then :math:`z_i\mid\mathbf v\sim p(f_i\mid\mathbf v)` with the per-point
         noise from ``noise`` (:mod:`gpytorch_vae.variational.noise`). When :math:`q(\mathbf v)` has not been computed
         yet, everything from the statistics to the draw and the KL runs as one function of tensors
-        (:func:`~gpytorch_vae.variational.fused.sample_and_kl`, compiled under
+        (:func:`~gpytorch_vae.variational.latent_statistics.sample_and_kl`, compiled under
         :class:`gpytorch_vae.settings.compile_gp`); the draws are the same either way."""
         batch, noise = self._batch(), STANDARD_NORMAL if noise is None else noise
         sample_shape = torch.Size(sample_shape)
@@ -163,13 +164,6 @@ class AmortizedHybridPosterior:
         if self.latent_batch is None:
             raise RuntimeError("this posterior was conditioned on statistics: the batch terms need a latent batch")
         return self.latent_batch
-
-    def data_conditional(self, whitened_values: Tensor) -> Normal:
-        r""":math:`p(f_i\mid\mathbf v)` at the batch inputs, marginals ``(..., *batch, b)`` (leading sample dims of
-        ``whitened_values`` broadcast), from the prior terms this posterior already holds."""
-        self._batch()
-        mean, variance = self.prior_terms.marginals(whitened_values, None)
-        return Normal(mean, variance.sqrt(), validate_args=False)  # variances >= jitter by construction
 
     def data_marginals(self) -> Normal:
         r""":math:`q_S(f_i)` at the batch inputs, marginals ``(*batch, b)``."""

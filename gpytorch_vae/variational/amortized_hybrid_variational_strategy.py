@@ -8,14 +8,15 @@ import torch
 from gpytorch import settings
 from gpytorch.distributions import MultivariateNormal
 from gpytorch.module import Module
+from gpytorch.variational import _VariationalDistribution
 from gpytorch.variational._variational_strategy import _VariationalStrategy
 from linear_operator.operators import RootLinearOperator
 from pyro.distributions import MultivariateNormal as PyroMultivariateNormal
 from torch import Tensor
 
 from .amortized_hybrid_posterior import AmortizedHybridPosterior
-from .amortized_variational_distribution import AmortizedVariationalDistribution
 from .latent_data import LatentBatch, check_channels
+from .diagnostics import check_memory
 from .latent_statistics import StatisticsReducer, WhitenedLatentStatistics
 from .prior_terms import WhitenedPriorTerms
 
@@ -24,6 +25,33 @@ Conditioning = Union[LatentBatch, WhitenedLatentStatistics]
 
 def _same_points(x: Tensor, stored: Tensor) -> bool:
     return x is stored or (x.shape == stored.shape and x.dtype == stored.dtype and bool(torch.equal(x, stored)))
+
+
+class AmortizedVariationalDistribution(_VariationalDistribution):
+    r"""The variational distribution of an amortized strategy: it has no parameters, and calling it returns the
+    strategy's current :math:`q(\mathbf u)`, computed from the latent data.
+
+    GPyTorch's base class reads ``dtype``/``device`` from the first parameter, which this class does not have;
+    they come from the strategy's inducing points instead.
+    """
+
+    def __init__(self, strategy, num_inducing_points: int):
+        super().__init__(num_inducing_points=num_inducing_points)
+        object.__setattr__(self, "_strategy", strategy)  # not a submodule: avoid a module cycle
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._strategy.inducing_points.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self._strategy.inducing_points.device
+
+    def forward(self) -> MultivariateNormal:
+        return self._strategy.variational_distribution
+
+    def initialize_variational_distribution(self, prior_dist: MultivariateNormal) -> None:
+        """Nothing to initialise: :math:`q(\\mathbf u)` is a function of the latent data."""
 
 
 class AmortizedHybridVariationalStrategy(_VariationalStrategy):
@@ -98,6 +126,7 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         self._conditioning: Conditioning | None = None
         self._statistics_num_data: int | None = None
         self._posterior_memo: AmortizedHybridPosterior | None = None  # training mode: from the last model call
+        self._memory_checked_for: tuple | None = None  # the shapes of the last memory estimate
 
     def _reduces(self, reduce: bool | None = None) -> bool:
         """Whether statistics are combined over the ranks: ``reduce``, or by default in training mode."""
@@ -106,7 +135,13 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
     # ------------------------------------------------------------------ stateless core
     def prior_terms(self, x: Tensor, **kwargs) -> WhitenedPriorTerms:
         r"""The whitened prior terms of :math:`\mathbf U` and the GP inputs ``x``: one evaluation of the model's prior
-        on :math:`[\mathbf U; \mathbf X]`, one Cholesky factorisation of :math:`\mathbf K_{mm}`."""
+        on :math:`[\mathbf U; \mathbf X]`, one Cholesky factorisation of :math:`\mathbf K_{mm}`. Terms that would not
+        fit in memory are refused before allocating (estimated when the shapes change, not at every step)."""
+        batch_shape = torch.broadcast_shapes(self.inducing_points.shape[:-2], x.shape[:-2])
+        shapes = (batch_shape, self.inducing_points.size(-2), x.size(-2), self._dtype)
+        if shapes != self._memory_checked_for:
+            check_memory(self.model, *shapes)
+            self._memory_checked_for = shapes
         return WhitenedPriorTerms.compute(
             self.model, x, self.inducing_points, self.jitter_val, self.compute_dtype, **kwargs
         )
@@ -132,8 +167,9 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         return value.to(dtype)
 
     def condition(
-        self, x: Tensor, y: Tensor, noise: Tensor, num_data: int | None = None, observed: Tensor | None = None
-    ) -> AmortizedHybridPosterior:
+        self, x: Tensor, y: Tensor, noise: Tensor, num_data: int | None = None, observed: Tensor | None = None,
+        check_values: bool = True,
+    ) -> AmortizedHybridPosterior:  # fmt: skip
         r"""The posterior given a minibatch of the latent dataset (Eq. 9 with :math:`c = N/b`).
 
         :param x: GP inputs :math:`\mathbf X_b`, ``(..., b, D)``.
@@ -142,8 +178,11 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         :param num_data: :math:`N`, the size of the whole dataset (default :math:`b`).
         :param observed: optional boolean mask broadcastable to ``y``: points where it is false carry no data (zero
             precision), e.g. the padding of data sets of unequal sizes batched together.
+        :param check_values: whether the values of the latent data are checked (under
+            :class:`gpytorch_vae.settings.debug`); a caller that has checked them (a latent prior) passes False.
         """
-        batch = LatentBatch.create(*self._cast(x, y, noise), num_data, self.inducing_points.size(-1), observed)
+        batch = LatentBatch.create(*self._cast(x, y, noise), num_data, self.inducing_points.size(-1), observed,
+                                   check_values)  # fmt: skip
         terms = self.prior_terms(batch.x)
         check_channels(batch.y, terms.chol.shape[:-2])
         if not self._reduces():
@@ -216,9 +255,6 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         total = self.accumulate_statistics(batches)
         self.set_latent_statistics(total)
         return total
-
-    def clear_latent_data(self) -> None:
-        self._conditioning, self._posterior_memo = None, None
 
     def current_posterior(self) -> AmortizedHybridPosterior:
         """The posterior of the stored latent data or statistics: in training mode the one the last call of the model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -9,19 +10,19 @@ import gpytorch
 import torch
 from torch import Tensor
 
-from ..settings import validate_values
+from .. import settings
 
 
 def suspicious_hyperparameters(model: torch.nn.Module) -> list[str]:
-    """``name = value`` of the GPyTorch hyperparameters of ``model`` (through their constraints) that are not finite
-    or are zero (e.g. a lengthscale of 0, a NaN outputscale)."""
+    """``name = value`` of the GPyTorch hyperparameters of ``model`` (through their constraints) that are not finite,
+    zero or negative (e.g. a lengthscale of 0, a NaN or negative outputscale)."""
     found = []
     for prefix, module in _gpytorch_modules(model):
         for name, parameter, constraint in module.named_parameters_and_constraints():
             if constraint is None:  # e.g. inducing points: inputs, not hyperparameters
                 continue
             value = constraint.transform(parameter).detach()
-            if not bool(torch.isfinite(value).all()) or bool((value == 0).any()):
+            if not bool((torch.isfinite(value) & (value > 0)).all()):
                 found.append(f"{prefix}{name.replace('raw_', '')} = {value.flatten()[:4].tolist()}")
     return found
 
@@ -38,8 +39,8 @@ def _gpytorch_modules(module: torch.nn.Module, prefix: str = ""):
 def check_prior_covariance(covariance: Tensor, model: torch.nn.Module, inputs: Tensor, what: str) -> None:
     """Raise a :class:`ValueError` naming the likely cause when the prior ``covariance`` of ``inputs`` (e.g.
     :math:`\\mathbf K_{mm}` of the inducing points) holds NaN or inf: non-finite inputs, or kernel hyperparameters
-    that are not finite or zero. Checked as :class:`gpytorch_vae.settings.validate_values` says."""
-    if not validate_values.applies_to(covariance) or bool(torch.isfinite(covariance).all()):
+    that are not finite or zero. Checked under :class:`gpytorch_vae.settings.debug`."""
+    if not settings.debug.on(covariance) or bool(torch.isfinite(covariance).all()):
         return
     raise ValueError(f"the prior covariance of the {what} holds NaN or inf: {likely_cause(model, inputs, what)}")
 
@@ -50,28 +51,31 @@ def likely_cause(model: torch.nn.Module, inputs: Tensor, what: str) -> str:
         causes.append(f"the {what} hold NaN or inf values")
     hyperparameters = suspicious_hyperparameters(model)
     if hyperparameters:
-        causes.append("kernel hyperparameters are not finite or zero: " + ", ".join(hyperparameters))
+        causes.append("kernel hyperparameters are not finite, zero or negative: " + ", ".join(hyperparameters))
     if not causes:
         causes.append("the kernel gives NaN for these inputs (check its parameters and the inputs' scale)")
     return "; ".join(causes)
 
 
-def not_positive_definite(model: torch.nn.Module, inputs: Tensor, what: str, jitter: float) -> str:
-    """The message for a covariance that stays indefinite with jitter."""
+def not_positive_definite(model: torch.nn.Module, inputs: Tensor, what: str, jitter: float,
+                          jitter_setting: str = "jitter_val") -> str:  # fmt: skip
+    """The message for a covariance that stays indefinite with jitter (``jitter_setting``: where the jitter is
+    set)."""
     close = ""
     if inputs.dim() >= 2 and inputs.size(-2) > 1 and bool(torch.isfinite(inputs).all()):
         distance = torch.cdist(inputs.reshape(-1, *inputs.shape[-2:]).double(),
                                inputs.reshape(-1, *inputs.shape[-2:]).double())  # fmt: skip
-        distance = distance + torch.eye(inputs.size(-2), dtype=distance.dtype) * math.inf
+        distance = distance.masked_fill(torch.eye(inputs.size(-2), dtype=torch.bool), math.inf)  # not to itself
         close = f"; the closest two {what} are {distance.min().item():.3g} apart (duplicates make it singular)"
     hyperparameters = suspicious_hyperparameters(model)
     bad = "; kernel hyperparameters: " + ", ".join(hyperparameters) if hyperparameters else ""
     return (f"the prior covariance of the {what} is not positive definite even with jitter {jitter:g}" + close + bad
-            + ": check the kernel (e.g. a negative variance), or raise the jitter (jitter_val)")  # fmt: skip
+            + f": check the kernel (e.g. a negative variance), or raise the jitter ({jitter_setting})")  # fmt: skip
 
 
+@functools.lru_cache(maxsize=None)
 def physical_memory() -> int | None:
-    """This machine's physical memory in bytes (``None`` where the system does not say)."""
+    """This machine's physical memory in bytes (``None`` where the system does not say), asked once per process."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):

@@ -1,78 +1,113 @@
-"""The latent dataset of a GP-VAE minibatch (auxiliary inputs, encoder means, encoder variances) and its checks."""
+"""The latent dataset of a GP-VAE minibatch (auxiliary inputs, encoder means, encoder variances) and its checks: the
+one validator of latent data, used at the boundary of every latent prior and of the latent GPs."""
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..settings import validate_values
+from .. import settings
 
 
 def _shape(t: Tensor) -> str:
     return str(tuple(t.shape))
 
 
-def validate_latent_data(
-    x: Tensor,
-    y: Tensor,
-    noise: Tensor,
-    input_dim: int | None = None,
-    num_data: int | None = None,
-    observed: Tensor | None = None,
-) -> None:
-    """Checks of a latent dataset at the API boundary, each naming the argument, what was expected and what came.
+def check_num_data(num_data, num_points: int) -> int | None:
+    """``num_data`` as an ``int`` (``None`` stays ``None``): a positive integer of at least the batch's
+    ``num_points``, else a :class:`ValueError` saying what came."""
+    if num_data is None:
+        return None
+    if isinstance(num_data, bool) or not isinstance(num_data, numbers.Real):
+        raise TypeError(f"num_data must be an integer (the size N of the whole data set), got {num_data!r}")
+    if not math.isfinite(num_data) or num_data != int(num_data):
+        raise ValueError(f"num_data must be a whole number (the size N of the whole data set), got {num_data!r}")
+    if int(num_data) < num_points:
+        raise ValueError(f"num_data ({int(num_data)}) must be at least the batch size b = {num_points}")
+    return int(num_data)
 
-    ``x`` ``(..., b, D)``, ``y`` and ``noise`` ``(..., b)`` with ``b >= 1``; ``D == input_dim`` when given;
-    ``num_data >= b``. Values (finite ``x`` and ``y``; finite, positive ``noise``; only where ``observed``, a boolean
-    mask broadcastable to ``y``, when given) are checked as :class:`gpytorch_vae.settings.validate_values` says (CPU
-    tensors by default: no device sync).
-    """
-    for name, t in (("x", x), ("y", y), ("noise", noise)):
+
+def check_inputs(x: Tensor, input_dim: int | None = None, batch_shape: torch.Size | None = None, name: str = "x",
+                 columns: str = "columns (as in training)") -> None:  # fmt: skip
+    """Inputs ``(..., n, D)``: a tensor with ``D == input_dim`` (when given) whose batch dims broadcast to
+    ``batch_shape`` (when given: the latent batch ``(*batch, L)``, so that data sets batched as ``(B, L, n)`` take
+    inputs ``(B, 1, n, D)``), and finite values (checked under :class:`gpytorch_vae.settings.debug`). ``columns``:
+    what the message calls the ``D`` columns expected."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() < 2:
+        raise ValueError(f"{name} must have shape (..., n, D) (points in rows), got {_shape(x)}")
+    if input_dim is not None and x.size(-1) != input_dim:
+        raise ValueError(f"{name} must have D = {input_dim} {columns}, got {_shape(x)}")
+    if batch_shape is not None and not _broadcasts_to(x.shape[:-2], batch_shape):
+        hint = f": for data sets batched as {tuple(batch_shape)}, pass {name}.unsqueeze(-3)" if x.dim() > 2 else ""
+        raise ValueError(f"{name} {_shape(x)} has batch dims {tuple(x.shape[:-2])}, which do not broadcast to the "
+                         f"latent batch (*batch, L) = {tuple(batch_shape)}; expected {name} of shape (*batch, 1, n, D) "
+                         f"or (n, D){hint}")  # fmt: skip
+    if settings.debug.on(x) and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} {_shape(x)} holds NaN or inf values")
+
+
+def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False
+
+
+def check_latent_data(x: Tensor, y: Tensor, noise: Tensor, observed: Tensor | None = None,
+                      input_dim: int | None = None, names: tuple[str, str, str] = ("x", "mean", "var"),
+                      check_values: bool = True) -> None:  # fmt: skip
+    r"""The checks of a latent dataset, each naming the argument, what was expected and what came: inputs ``x``
+    ``(..., b, D)`` (:func:`check_inputs`: ``D == input_dim`` when given, batch dims broadcasting to ``y``'s), targets
+    ``y`` (e.g. encoder means) and ``noise`` (e.g. their variances) ``(*batch, b)`` of one shape with ``b >= 1``, ``observed`` a boolean mask broadcastable to ``y``.
+
+    Values (finite ``x`` and ``y``; finite, positive ``noise``; only where ``observed`` is true) are checked under
+    :class:`gpytorch_vae.settings.debug` and with ``check_values`` (a caller that has checked them passes False), in
+    one host sync. ``names``: what the caller calls ``x``, ``y`` and ``noise`` (a latent GP: ``x``, ``y``,
+    ``noise``)."""
+    x_name, y_name, noise_name = names
+    for name, t in zip(names, (x, y, noise)):
         if not isinstance(t, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if y.dim() < 1 or y.shape != noise.shape:
-        raise ValueError(f"y and noise must have the same shape (..., b), got y {_shape(y)} and noise {_shape(noise)}")
-    num_points = y.size(-1)
-    if num_points == 0:
-        raise ValueError(f"the latent batch is empty: y has shape {_shape(y)} (b = 0 points)")
-    if x.dim() < 2 or x.size(-2) != num_points:
-        raise ValueError(
-            f"x must have shape (..., b, D) with b = y.shape[-1] = {num_points} latent points, got {_shape(x)}"
-        )
-    if input_dim is not None and x.size(-1) != input_dim:
-        raise ValueError(f"x must have D = {input_dim} input columns (those of the inducing points), got x {_shape(x)}")
-    if num_data is not None and num_data < num_points:
-        raise ValueError(f"num_data ({num_data}) must be at least the batch size b = {num_points}")
-    if observed is not None and (
-        observed.dtype != torch.bool or torch.broadcast_shapes(observed.shape, y.shape) != y.shape
-    ):
-        raise ValueError(f"observed must be a boolean mask broadcastable to y {_shape(y)}, got {observed.dtype} "
+        raise ValueError(f"{y_name} and {noise_name} must have the same shape (*batch, b), got {_shape(y)} and "
+                         f"{_shape(noise)}")  # fmt: skip
+    if y.size(-1) == 0:
+        raise ValueError(f"the latent batch is empty: {y_name} has shape {_shape(y)} (b = 0 points)")
+    if x.dim() >= 2 and x.size(-2) != y.size(-1):
+        raise ValueError(f"{x_name} {_shape(x)} has {x.size(-2)} rows but {y_name} {_shape(y)} has b = {y.size(-1)} "
+                         f"points: expected {x_name} of shape (..., b, D)")  # fmt: skip
+    with settings.debug(False):  # the values of x are checked below, with the others
+        check_inputs(x, input_dim, y.shape[:-1], x_name, "input columns (those of the inducing points)")
+    if observed is not None and (observed.dtype != torch.bool or not _broadcasts_to(observed.shape, y.shape)):
+        raise ValueError(f"observed must be a boolean mask broadcastable to {y_name} {_shape(y)}, got {observed.dtype} "
                          f"{_shape(observed)}")  # fmt: skip
-    if validate_values.applies_to(y):
-        if observed is not None:
-            y, noise = y[observed.expand_as(y)], noise[observed.expand_as(noise)]
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError(f"x {_shape(x)} holds NaN or inf values")
-        if not bool(torch.isfinite(y).all()):
-            raise ValueError(f"y {_shape(y)} holds NaN or inf values (check the encoder's outputs)")
-        good = (noise > 0) & (noise < float("inf"))
-        if not bool(good.all()):
-            bad = noise[~good].flatten()[0].item()
-            raise ValueError(
-                f"noise {_shape(noise)} must be finite and strictly positive, found {bad} (clip the encoder variances)"
-            )
+    if not (check_values and settings.debug.on(y)):
+        return
+    if observed is not None:
+        y, noise = y[observed.expand_as(y)], noise[observed.expand_as(noise)]
+    finite_x = torch.isfinite(x).all() if x.is_floating_point() else torch.ones((), dtype=torch.bool)
+    finite_y, good_noise = torch.isfinite(y).all(), ((noise > 0) & (noise < math.inf)).all()
+    if bool(finite_x & finite_y & good_noise):  # the one host sync; the culprit is named below
+        return
+    if not bool(finite_x):
+        raise ValueError(f"{x_name} {_shape(x)} holds NaN or inf values")
+    if not bool(finite_y):
+        raise ValueError(f"{y_name} {_shape(y)} holds NaN or inf values (check the encoder's outputs)")
+    bad = noise[~((noise > 0) & (noise < math.inf))].flatten()[0].item()
+    raise ValueError(f"{noise_name} {_shape(noise)} must be finite and strictly positive, found {bad} (clip the "
+                     f"encoder variances)")  # fmt: skip
 
 
 def check_channels(y: Tensor, gp_batch_shape: torch.Size) -> None:
     """``y``'s batch shape ``(*batch)`` must hold the GP batch shape (e.g. ``[L]`` channels) as its trailing dims."""
     batch = y.shape[:-1]
-    try:
-        broadcast = torch.broadcast_shapes(batch, gp_batch_shape)
-    except RuntimeError:
-        broadcast = None
-    if broadcast != batch:
+    if not _broadcasts_to(gp_batch_shape, batch):
         raise ValueError(
             f"y has batch shape {tuple(batch)} (e.g. (L,) channels), which does not match the GP's batch shape "
             f"{tuple(gp_batch_shape)} (from its kernel and inducing points): expected y of shape "
@@ -99,15 +134,17 @@ class LatentBatch:
         num_data: int | None = None,
         input_dim: int | None = None,
         observed: Tensor | None = None,
+        check_values: bool = True,
     ) -> LatentBatch:
-        """Validate (:func:`validate_latent_data`) and default ``num_data`` to :math:`b`. Points where ``observed``
-        is false carry no data: their noise becomes infinite (zero precision) and their target zero."""
-        num_data = y.size(-1) if num_data is None and y.dim() else num_data
-        validate_latent_data(x, y, noise, input_dim, None if num_data is None else int(num_data), observed)
+        """Check (:func:`check_latent_data`, :func:`check_num_data`) and default ``num_data`` to :math:`b`. Points
+        where ``observed`` is false carry no data: their noise becomes infinite (zero precision) and their target
+        zero."""
+        check_latent_data(x, y, noise, observed, input_dim, ("x", "y", "noise"), check_values)
+        num_data = check_num_data(num_data, y.size(-1))
         if observed is not None:
             y = torch.where(observed, y, torch.zeros_like(y))
             noise = torch.where(observed, noise, torch.full_like(noise, float("inf")))
-        return cls(x, y, noise, int(num_data))
+        return cls(x, y, noise, y.size(-1) if num_data is None else num_data)
 
     @property
     def num_points(self) -> int:

@@ -12,7 +12,7 @@ from linear_operator.utils.cholesky import psd_safe_cholesky
 from linear_operator.utils.errors import NotPSDError
 from torch import Tensor
 
-from .diagnostics import check_memory, check_prior_covariance, not_positive_definite
+from .diagnostics import check_prior_covariance, not_positive_definite
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,6 @@ class WhitenedPriorTerms:
         \mathbf K_{mX}]` (one kernel evaluation), and the diagonal of :math:`\mathbf K_{XX}`. The kernel runs in the
         model's dtype; the Cholesky factorisation and everything after it in ``compute_dtype`` (default: the same)."""
         batch_shape = torch.broadcast_shapes(inducing_points.shape[:-2], x.shape[:-2])
-        check_memory(prior_model, batch_shape, inducing_points.size(-2), x.size(-2), compute_dtype or x.dtype)
         inducing_points = inducing_points.expand(*batch_shape, *inducing_points.shape[-2:])
         x = x.expand(*batch_shape, *x.shape[-2:])
         num_inducing = inducing_points.size(-2)
@@ -83,15 +82,9 @@ class WhitenedPriorTerms:
         )
 
     def marginals(self, whitened_values: Tensor, whitened_covar_root: Tensor | None) -> tuple[Tensor, Tensor]:
-        r"""Means and variances of :meth:`predictive`, in :math:`O(m^2 n)`:
-        :math:`k_{ii} - \lVert\boldsymbol\phi_i\rVert^2 + \lVert\mathbf S^\top\boldsymbol\phi_i\rVert^2 + \epsilon`."""
-        interp = self.interp
-        mean = self.data_mean + (interp.mT @ whitened_values.unsqueeze(-1)).squeeze(-1)
-        # k_ii - q_ii >= 0 in exact arithmetic; clamp the round-off.
-        variance = (self.data_variance - interp.square().sum(-2)).clamp_min(0.0)
-        if whitened_covar_root is not None:
-            variance = variance + (whitened_covar_root.mT @ interp).square().sum(-2)
-        return mean, variance + self.jitter
+        """Means and variances of :meth:`predictive` (:func:`predictive_marginals` of these terms)."""
+        return predictive_marginals(self.interp, self.data_mean, self.data_variance, self.jitter, whitened_values,
+                                    whitened_covar_root)  # fmt: skip
 
     def predictive(self, whitened_values: Tensor, whitened_covar_root: Tensor | None, diag: bool) -> MultivariateNormal:
         r""":math:`\int p(\mathbf f_X\mid\mathbf v)\,q(\mathbf v)\,d\mathbf v` for :math:`q(\mathbf v) =
@@ -116,3 +109,23 @@ class WhitenedPriorTerms:
         eye = torch.eye(data_covar.size(-1), dtype=interp.dtype, device=interp.device)
         covar = DenseLinearOperator(data_covar + self.jitter * eye) + MatmulLinearOperator(interp.mT, middle)
         return MultivariateNormal(mean, covar)
+
+
+def predictive_marginals(interp: Tensor, data_mean: Tensor, data_variance: Tensor, jitter: float,
+                         whitened_values: Tensor, whitened_covar_root: Tensor | None) -> tuple[Tensor, Tensor]:  # fmt: skip
+    r"""Means and variances of the predictive of Eq. 3 in whitened form at inputs with prior terms
+    :math:`\boldsymbol\Phi` = ``interp``, :math:`m(\mathbf x_i)` = ``data_mean`` and :math:`k_{ii}` =
+    ``data_variance``, in :math:`O(m^2 n)`:
+
+    .. math::
+        m(\mathbf x_i) + \boldsymbol\phi_i^\top\mathbf m_w, \qquad
+        k_{ii} - \lVert\boldsymbol\phi_i\rVert^2 + \lVert\mathbf S^\top\boldsymbol\phi_i\rVert^2 + \epsilon;
+
+    with ``whitened_covar_root=None`` (:math:`\mathbf S = \mathbf 0`) the prior conditional
+    :math:`p(f_i\mid\mathbf v)` at :math:`\mathbf v` = ``whitened_values``."""
+    mean = data_mean + (interp.mT @ whitened_values.unsqueeze(-1)).squeeze(-1)
+    # k_ii - q_ii >= 0 in exact arithmetic; clamp the round-off.
+    variance = (data_variance - interp.square().sum(-2)).clamp_min(0.0)
+    if whitened_covar_root is not None:
+        variance = variance + (whitened_covar_root.mT @ interp).square().sum(-2)
+    return mean, variance + jitter

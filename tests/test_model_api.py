@@ -1,4 +1,5 @@
-"""Issue #20: the findings of the redesign, each as a test of what a user does (each failed at ab19055)."""
+"""The model API as a user meets it: Pyro SVI, GPyTorch priors on hyperparameters, likelihood objects, observation
+shapes and dtypes, ``num_data``, single-process steps and the library's messages."""
 
 import math
 import pathlib
@@ -177,18 +178,3 @@ def test_library_messages_name_arguments_not_command_line_flags():
                 if f"the examples: {flag}" not in line and not line.lstrip().startswith("#"):
                     bare.append(f"{path.name}:{number}: {flag}")
     assert not bare, bare
-
-
-def test_the_fgp_posteriors_live_with_the_fgp_prior_and_the_old_names_warn():
-    import importlib
-    import sys
-
-    from gpytorch_vae import priors, variational
-
-    for name in ("GroupedGPPosterior", "global_posterior"):
-        with pytest.warns(DeprecationWarning, match=f"variational.{name} moved to gpytorch_vae.priors"):
-            assert getattr(variational, name) is getattr(priors, name)
-    sys.modules.pop("gpytorch_vae.variational.factorized_posterior", None)
-    with pytest.warns(DeprecationWarning, match="moved to gpytorch_vae.priors.factorized_posterior"):
-        old = importlib.import_module("gpytorch_vae.variational.factorized_posterior")
-    assert old.GroupedGPPosterior is priors.GroupedGPPosterior
