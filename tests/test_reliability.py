@@ -231,10 +231,10 @@ class TestGuardedTraining:
         huge = data.y * 1e30  # float32: the squared error overflows, the loss is inf
         with pytest.raises(NonFiniteLossError, match="not applied"):
             fit(PyroELBO(vae, None), [(data.x, huge)], epochs=2, checkpoint=path, resume=True, progress=False)
-        nan = data.y.clone()
-        nan[3, 2] = math.nan  # NaN observations are refused earlier, when they come in
-        with pytest.raises(ValueError, match="observations y .* hold NaN"):
-            fit(PyroELBO(vae, None), [(data.x, nan)], epochs=2, checkpoint=path, resume=True, progress=False)
+        inf = data.y.clone()
+        inf[3, 2] = math.inf  # inf observations are refused earlier, when they come in (NaN marks a missing entry)
+        with pytest.raises(ValueError, match="observations y .* hold NaN or inf"):
+            fit(PyroELBO(vae, None), [(data.x, inf)], epochs=2, checkpoint=path, resume=True, progress=False)
         for key, value in vae.state_dict().items():
             assert torch.equal(value, before[key]), key
         assert load_checkpoint(path)["epoch"] == 1

@@ -91,7 +91,7 @@ class GPPVAE(torch.nn.Module):
         \mathbf z_n) + \mathrm H[q(\mathbf z_n)])` (one-sample estimate)."""
         mean, var = self.vae.latent_dataset(y)
         z = mean + var.sqrt() * torch.randn_like(mean)
-        y = self.vae.prepare_observations(y)
+        y = self.vae.observations(y)[0]
         reconstruction = self.vae.likelihood.total_log_prob(self.vae.decode(z), y)
         entropy = torch.distributions.Normal(mean, var.sqrt()).entropy().sum()
         return z, reconstruction + entropy.to(reconstruction)

@@ -70,6 +70,9 @@ class Imputation:
     :ivar mask: True where observed.
     :ivar predictive_mean: missing entries: the predictive mean :math:`\mathbb E_z[\mathbb E(y\mid z)]` over the
         ``num_samples`` draws of the codes (``None`` without samples), e.g. the predictive probability of a pixel.
+    :ivar sample_means: ``(K, *batch, b, *obs)``: the likelihood's mean :math:`\mathbb E(y\mid z_k)` at each of the
+        ``K`` draws of the codes behind ``samples``, at every entry (``None`` without samples): the components of the
+        predictive mixture, e.g. for its quantiles.
     """
 
     mean: Tensor
@@ -77,6 +80,7 @@ class Imputation:
     samples: Tensor | None
     mask: Tensor
     predictive_mean: Tensor | None = None
+    sample_means: Tensor | None = None
 
 
 @dataclass
@@ -105,12 +109,19 @@ class GPVAE(torch.nn.Module):
     :meth:`model` and :meth:`guide` give the same ELBO to Pyro's :class:`~pyro.infer.SVI` (derivation:
     ``docs/objective.md``).
 
+    **Shapes.** One data set of ``b`` points: auxiliary data ``x`` ``(b, D)``, observations ``y`` ``(b, *obs)``.
+    ``B`` data sets each its own GP (e.g. ``B`` sequences of ``T`` steps, one GP per sequence): ``x`` ``(B, 1, T,
+    D)`` (the 1 lines the data sets up with the latent channels ``(B, L)``; ``(B, T, D)`` is refused with a message)
+    and ``y`` ``(B, T, *obs)``; pass ``num_data=None`` (each batch is its data sets in whole). **Missing entries**
+    are NaN in ``y`` or False in an observation ``mask`` ``(*batch, b, *obs)``; see :meth:`observations`.
+
     **Dtypes.** The networks run in their own dtype (e.g. float32), the GP parts in the latent prior's
     (``gp_dtype``, e.g. float64: the prior is converted at construction). Observations are cast to the encoder's
     dtype when they come in; latent codes to the decoder's dtype in :meth:`decode`; the prior casts the latent
     dataset to its own dtype in its ``condition``.
 
-    :param encoder: module mapping ``y`` ``(*batch, b, *obs)`` to ``(mean, log_var)``, each ``(*batch, b, L)``.
+    :param encoder: module mapping ``y`` ``(*batch, b, *obs)`` (missing entries zero-filled; also the mask for an
+        encoder with ``takes_mask``) to ``(mean, log_var)``, each ``(*batch, b, L)``.
     :param decoder: module mapping ``z`` ``(*batch, b, L)`` to the likelihood's parameter ``(*batch, b, *obs)``.
     :param latent_prior: a :class:`~gpytorch_vae.priors.LatentPrior`.
     :param latent_dim: :math:`L`.
@@ -199,12 +210,16 @@ class GPVAE(torch.nn.Module):
             raise ValueError("conditional networks need the auxiliary data x")
         return (self.features(x),)
 
-    def _network_dtype(self, module: torch.nn.Module) -> torch.dtype | None:
-        return next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
+    def observations(self, y: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """The observations and their mask as the model takes them, the one entry point of ``y``: a floating tensor
+        ``(*batch, b, *obs)`` cast to the encoder's dtype (the one cast of the observations), and the mask (True
+        where observed) checked and broadcast to it. NaN marks a missing entry: without a ``mask``, one is made of
+        the entries that are not NaN (``~isnan(y)``) when ``y`` holds NaN; with a ``mask``, NaN where it says
+        observed is refused. Missing entries are zero-filled, so that NaN reaches no computation (nor gradient):
+        NaN holes train exactly as zero-filled data with the same mask. One host sync (whether ``y`` holds NaN where
+        it counts). Integer data (e.g. uint8 images) is refused, as its scale is the caller's to choose.
 
-    def prepare_observations(self, y: Tensor) -> Tensor:
-        """The observations as the encoder takes them: a floating tensor in the encoder's dtype (the one cast of the
-        observations); integer data (e.g. uint8 images) is refused, as its scale is the caller's to choose."""
+        :return: ``(y, mask)``, ``mask`` ``None`` when every entry is observed and none was given."""
         if not isinstance(y, Tensor):
             raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
         if not y.is_floating_point():
@@ -216,8 +231,19 @@ class GPVAE(torch.nn.Module):
             raise ValueError(
                 f"y must have shape (*batch, b, *obs) with at least one observation dim, got {tuple(y.shape)}"
             )
-        dtype = self._network_dtype(self.encoder)
-        return y if dtype is None else y.to(dtype)
+        mask = self._checked_mask(mask, y)
+        dtype = _floating_dtype(self.encoder)
+        if dtype is not None and dtype != y.dtype:
+            y = y.to(dtype)
+        missing = torch.isnan(y)
+        if mask is None:
+            if bool(missing.any()):  # the one host sync: NaN marks what is missing
+                mask = ~missing
+        elif bool((missing & mask).any()):
+            _refuse_observed_nan(missing & mask)
+        if mask is not None:
+            y = torch.where(mask, y, torch.zeros((), dtype=y.dtype, device=y.device))
+        return y, mask
 
     def _encode(self, y: Tensor, x: Tensor | None, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         expected = getattr(self.encoder, "observation_shape", None)  # e.g. MLPEncoder's: its input width
@@ -225,10 +251,7 @@ class GPVAE(torch.nn.Module):
             raise ValueError(f"observations of shape {tuple(y.shape)} do not end in the shape of one observation the "
                              f"encoder takes, {tuple(expected)}: expected y of shape (*batch, b, "
                              f"{', '.join(str(s) for s in expected)})")  # fmt: skip
-        mask_args = ()
-        if mask is not None:
-            y = torch.where(mask, y, torch.zeros((), dtype=y.dtype, device=y.device))  # missing entries zero-filled
-            mask_args = (mask,) if getattr(self.encoder, "takes_mask", False) else ()
+        mask_args = (mask,) if mask is not None and getattr(self.encoder, "takes_mask", False) else ()
         try:
             mean, log_var = self.encoder(y, *mask_args, *self._network_args(x))
         except RuntimeError as error:
@@ -270,37 +293,64 @@ class GPVAE(torch.nn.Module):
 
     def latent_dataset(self, y: Tensor, x: Tensor | None = None, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         r"""Encoder means :math:`\tilde{\mathbf y}` and clipped variances :math:`\tilde{\boldsymbol\sigma}^2`,
-        each ``(*batch, L, b)`` in the GP dtype (``x`` is used by conditional networks only). With an observation
-        ``mask`` (True where observed) the missing entries are set to zero, and the mask is passed to an encoder that
+        each ``(*batch, L, b)`` in the GP dtype (``x`` is used by conditional networks only). Missing entries (NaN in
+        ``y``, or False in ``mask``: :meth:`observations`) are set to zero, and the mask is passed to an encoder that
         takes it (``encoder.takes_mask``, e.g. :class:`~gpytorch_vae.nn.MaskedEncoder`)."""
-        return self._latent_dataset(self.prepare_observations(y), x, self._checked_mask(mask, y))
+        return self._latent_dataset(*self.observations(y, mask), x)
 
-    def _latent_dataset(self, y: Tensor, x: Tensor | None, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def _latent_dataset(self, y: Tensor, mask: Tensor | None, x: Tensor | None) -> tuple[Tensor, Tensor]:
         mean, log_var = self._encode(y, x, mask)
         # clip in log space: exp() of a large log-variance overflows, and clamp's zero gradient times inf is NaN
         var = log_var.clamp(math.log(self.min_variance), math.log(self.max_variance)).exp()
-        dtype = self.gp_dtype or mean.dtype
+        dtype = self.gp_dtype
+        if dtype is None or dtype == mean.dtype:
+            return mean.mT, var.mT
         return mean.mT.to(dtype), var.mT.to(dtype)
 
-    def prior_inputs(self, x: Tensor, y: Tensor) -> Tensor:
+    def prior_inputs(self, x: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
         """The latent prior's inputs of a batch: ``inputs(x, y)`` with an
-        :class:`~gpytorch_vae.models.ObservationInputs`, else ``x``."""
-        return x if self.inputs is None else self.inputs(x, self.prepare_observations(y))
+        :class:`~gpytorch_vae.models.ObservationInputs` (``y`` as :meth:`observations` gives it), else ``x``."""
+        return x if self.inputs is None else self.inputs(x, self.observations(y, mask)[0])
 
     def posterior(self, x: Tensor, y: Tensor, num_data: int | None, mask: Tensor | None = None) -> LatentPosterior:
         """The latent posterior of a batch ``(x, y)`` of a data set of ``num_data`` points (``None``: the batch is
         the whole data set): encoder, latent dataset, ``latent_prior.condition``. ``mask``: an observation mask
         ``(*batch, b, *obs)``, True where observed; an observation with nothing observed carries no data, its latent
         code comes from the prior given the others."""
-        return self._posterior(x, self.prepare_observations(y), num_data, self._checked_mask(mask, y))
+        return self._posterior(x, *self.observations(y, mask), num_data)
 
-    def _posterior(self, x: Tensor, y: Tensor, num_data: int | None, mask: Tensor | None = None) -> LatentPosterior:
-        mean, var = self._latent_dataset(y, x, mask)
-        observed = None
-        if mask is not None:  # (*batch, b): whether an observation has any entry observed, broadcast over channels
-            observed = mask.flatten(mask.dim() - self.event_dims()).any(-1).unsqueeze(-2)
-            observed = None if bool(observed.all()) else observed
-        return self.latent_prior.condition(self.prior_inputs(x, y), mean, var, num_data, observed)
+    def _posterior(self, x: Tensor, y: Tensor, mask: Tensor | None, num_data: int | None) -> LatentPosterior:
+        mean, var = self._latent_dataset(y, mask, x)
+        self._check_inputs(x, mean.shape)
+        observed = self._observed(mask)
+        inputs = x if self.inputs is None else self.inputs(x, y)
+        return self.latent_prior.condition(inputs, mean, var, num_data, observed)
+
+    def _observed(self, mask: Tensor | None) -> Tensor | None:
+        """``(*batch, 1, b)``: whether an observation has any entry observed (``None`` when all have)."""
+        if mask is None:
+            return None
+        observed = mask.flatten(mask.dim() - self.event_dims()).any(-1).unsqueeze(-2)
+        return None if bool(observed.all()) else observed
+
+    @staticmethod
+    def _check_inputs(x: Tensor, shape: torch.Size | None) -> None:
+        """Auxiliary data ``x`` of a batch whose latent codes have the ``shape`` ``(*batch, L, b)``: ``(b, D)``
+        shared by the data sets of the batch, or ``(*batch, 1, b, D)``; ``(*batch, b, D)`` would broadcast against
+        the channels."""
+        batch = () if shape is None else shape[:-2]
+        if not isinstance(x, Tensor) or x.dim() < 3 or not batch:
+            return
+        try:
+            fits = torch.broadcast_shapes(x.shape[:-2], (*batch, 1)) == (*batch, 1)
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"x {tuple(x.shape)} does not fit observations batched as {tuple(batch)} data sets of b = "
+                f"{shape[-1]} points each: pass x of shape (*batch, 1, b, D), one GP per data set (e.g. "
+                f"x.unsqueeze(-3) for x (B, b, D)), or (b, D) shared by all"
+            )
 
     @staticmethod
     def _checked_mask(mask: Tensor | None, y: Tensor) -> Tensor | None:
@@ -317,8 +367,9 @@ class GPVAE(torch.nn.Module):
     def decode(self, z: Tensor, x: Tensor | None = None) -> Tensor:
         """Decoder output for latent codes ``z`` ``(*batch, L, b)``: logits or means ``(*batch, b, *obs)``; ``z`` is
         cast to the decoder's dtype (a decoder without parameters takes ``z``'s)."""
-        network_dtype = self._network_dtype(self.decoder) or z.dtype
-        return self.decoder(z.mT.to(network_dtype), *self._network_args(x))
+        dtype = _floating_dtype(self.decoder)
+        z = z.mT if dtype is None or dtype == z.dtype else z.mT.to(dtype)
+        return self.decoder(z, *self._network_args(x))
 
     def forward(
         self, x: Tensor, y: Tensor, num_data: int | None, mask: Tensor | None = None,
@@ -326,9 +377,8 @@ class GPVAE(torch.nn.Module):
     ) -> GPVAEOutput:  # fmt: skip
         """One pass over a batch: :meth:`posterior` (with the observation ``mask``, if any), a reparameterised draw
         of the latent codes (per-point noise from ``noise``, default torch's generator), :meth:`decode`."""
-        mask = self._checked_mask(mask, y)
-        y = self.prepare_observations(y)
-        posterior = self._posterior(x, y, num_data, mask)
+        y, mask = self.observations(y, mask)
+        posterior = self._posterior(x, y, mask, num_data)
         z = posterior.rsample(noise=noise)
         return GPVAEOutput(posterior, z, self.decode(z, x=x), self.event_dims(), y, mask)
 
@@ -353,7 +403,7 @@ class GPVAE(torch.nn.Module):
         :func:`pyro.plate` over the points and the batch dims; masked entries add nothing) and, with GPyTorch priors
         on hyperparameters, the factor ``hyperparameter_priors`` weighted like the KL (:math:`b/N`)."""
         self._register()
-        y = self.prepare_observations(y)
+        y, mask = self.observations(y, mask)
         event_dims = self.event_dims()
         data_shape = y.shape[: y.dim() - event_dims]
         latent_shape = torch.Size([*data_shape[:-1], self.latent_dim, data_shape[-1]])
@@ -365,8 +415,7 @@ class GPVAE(torch.nn.Module):
             z = z.reshape(*lead[: len(lead) - len(data_shape)], *latent_shape)
         output = self.decode(z, x=x)
         with _data_plates(data_shape):
-            y = pyro.sample("y", self.likelihood.pyro_distribution(output, event_dims, self._checked_mask(mask, y)),
-                            obs=y)  # fmt: skip
+            y = pyro.sample("y", self.likelihood.pyro_distribution(output, event_dims, mask), obs=y)
         log_prior = self.hyperparameter_log_prior()
         if log_prior is not None:
             pyro.factor("hyperparameter_priors", prior_weight(data_shape[-1], num_data) * log_prior)
@@ -395,41 +444,47 @@ class GPVAE(torch.nn.Module):
             return self.latent_prior.condition_on_batches(self._latent_batch(*batch) for batch in batches)
         if inputs_context is None and iter(batches) is batches:  # a one-shot iterator: keep it for the second pass
             batches = list(batches)
-        posterior = self.latent_prior.condition_on_batches(
-            (self.prior_inputs(x, y), *self.latent_dataset(y, x)) for x, y in batches
-        )
+        posterior = self.latent_prior.condition_on_batches(self._latent_batch(*batch) for batch in batches)
         context = batches if inputs_context is None else inputs_context
-        inputs_of = self.inputs.condition_on_observations((x, self.prepare_observations(y)) for x, y in context)
+        inputs_of = self.inputs.condition_on_observations((x, self.observations(*rest)[0]) for x, *rest in context)
         return PosteriorWithInputs(posterior, inputs_of)
 
     def _latent_batch(self, x: Tensor, y: Tensor, mask: Tensor | None = None) -> tuple:
-        """``(x, mean, var)``, or with a mask ``(x, mean, var, observed)``: what a prior conditions on."""
-        mask = self._checked_mask(mask, y)
-        y = self.prepare_observations(y)
-        mean, var = self._latent_dataset(y, x, mask)
+        """``(inputs, mean, var)``, or with missing entries ``(inputs, mean, var, observed)``: what a prior conditions
+        on (``inputs``: :meth:`prior_inputs`)."""
+        y, mask = self.observations(y, mask)
+        mean, var = self._latent_dataset(y, mask, x)
+        self._check_inputs(x, mean.shape)
+        inputs = x if self.inputs is None else self.inputs(x, y)
         if mask is None:
-            return x, mean, var
-        return x, mean, var, mask.flatten(mask.dim() - self.event_dims()).any(-1).unsqueeze(-2)
+            return inputs, mean, var
+        return inputs, mean, var, mask.flatten(mask.dim() - self.event_dims()).any(-1).unsqueeze(-2)
 
     @torch.no_grad()
-    def impute(self, x: Tensor, y: Tensor, mask: Tensor, num_samples: int = 0,
+    def impute(self, x: Tensor, y: Tensor, mask: Tensor | None = None, num_samples: int = 0,
                posterior: LatentPosterior | None = None) -> Imputation:  # fmt: skip
-        r"""Impute the missing entries of observations ``y`` ``(*batch, b, *obs)`` (``mask``: True where observed;
-        missing entries of ``y`` may hold anything) at their inputs ``x``: the latent marginals at ``x`` from
-        ``posterior`` (default: the posterior of this batch as a whole data set, e.g. a batch of sequences each its
-        own GP; for one long series, condition on all of it with :meth:`condition_on_observations` and pass that posterior), decoded
-        (:class:`Imputation`: the mean imputation, per-entry predictive variance, ``num_samples`` multiple
-        imputations). Observations with nothing observed get latent codes from the GP alone."""
+        r"""Impute the missing entries of observations ``y`` ``(*batch, b, *obs)`` at their inputs ``x`` (``(b, D)``,
+        or ``(*batch, 1, b, D)`` for a batch of data sets each its own GP). Missing entries are NaN in ``y``, or
+        where ``mask`` (True where observed) is false; see :meth:`observations`. The latent marginals at ``x`` come
+        from ``posterior`` (default: the posterior of this batch as a whole data set, e.g. a batch of sequences each
+        its own GP; for one long series, condition on all of it with :meth:`condition_on_observations` and pass that
+        posterior) and are decoded (:class:`Imputation`: the mean imputation, per-entry predictive variance,
+        ``num_samples`` multiple imputations and the likelihood's mean at each draw). Observations with nothing
+        observed get latent codes from the GP alone."""
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
-        mask = self._checked_mask(mask, y)
-        y = self.prepare_observations(torch.where(mask, y, torch.zeros((), dtype=y.dtype, device=y.device)))
-        posterior = self._posterior(x, y, None, mask) if posterior is None else posterior
+        y, mask = self.observations(y, mask)
+        if mask is None:
+            mask = torch.ones_like(y, dtype=torch.bool)
+        if posterior is None:
+            posterior = self._posterior(x, y, mask, None)
+        else:
+            self._check_inputs(x, getattr(posterior, "shape", None))
         q = posterior.predict(x)  # marginals (*batch, L, b)
         output = self.decode(q.mean, x=x)
         mean = self.likelihood.mean(output).to(y)
         variance = self.likelihood(output).variance.to(y)
-        samples = predictive = None
+        samples = predictive = means = None
         if num_samples:
             codes = q.mean + q.variance.sqrt() * torch.randn(num_samples, *q.mean.shape, dtype=q.mean.dtype,
                                                              device=q.mean.device)  # fmt: skip
@@ -440,12 +495,29 @@ class GPVAE(torch.nn.Module):
             variance = distribution.variance.to(y).mean(0) + (means.var(0) if num_samples > 1 else 0.0)
             predictive = torch.where(mask, y, means.mean(0))
         return Imputation(torch.where(mask, y, mean), torch.where(mask, torch.zeros_like(variance), variance),
-                          samples, mask, predictive)  # fmt: skip
+                          samples, mask, predictive, means)  # fmt: skip
 
     @torch.no_grad()
     def posterior_latent_mean(self, x: Tensor, y: Tensor) -> Tensor:
         """Posterior mean of the latent codes of a whole data set ``(x, y)`` in one batch, ``(*batch, b, L)``."""
         return self.posterior(x, y, None).mean.mT
+
+
+def _floating_dtype(module: torch.nn.Module) -> torch.dtype | None:
+    """The dtype of ``module``'s first floating parameter (``None`` without one): the dtype a network runs in."""
+    for parameter in module.parameters():
+        if parameter.is_floating_point():
+            return parameter.dtype
+    return None
+
+
+def _refuse_observed_nan(bad: Tensor) -> None:
+    """Raise the error for NaN at entries a mask calls observed (``bad``: where), naming how many and the first."""
+    first = tuple(int(i) for i in bad.nonzero()[0])
+    raise ValueError(
+        f"{int(bad.sum())} entries of y are NaN where mask says observed (first at index {first}): mark a missing "
+        f"entry False in mask (NaN is taken as missing when no mask is given), or fill in the observed value"
+    )
 
 
 def prior_weight(num_points: int, num_data: int | None) -> float:
