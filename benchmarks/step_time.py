@@ -2,7 +2,7 @@
 
 python benchmarks/step_time.py --threads 1 --rounds 7 --json benchmarks/results/step_time_1thread.json
 
-For each model the *step* is ``gpytorch_vae.training.train_step`` of the model's objective (what ``fit`` runs
+For each model the *step* is ``gpytorch_vae.training.fit_step`` of the model's objective (what ``fit`` runs
 per batch) on the protocol's batches; GPPVAE's phases are timed as whole ``fit_gppvae`` epochs (their per-epoch
 Taylor anchor included) divided by the steps of an epoch. The *floor* is the same networks as a plain PyTorch VAE
 step: encoder, reparameterised sample, decoder, the model's likelihood, N(0, I) KL, Adam; no Pyro, no GP (Deep
@@ -36,7 +36,7 @@ from gpytorch_vae.data import MovingBallGenerator, MovingBallStream, load_rotate
 from gpytorch_vae.likelihoods import BernoulliLikelihood
 from gpytorch_vae.nn import compile_networks
 from gpytorch_vae.objectives import ELBO
-from gpytorch_vae.training import adam, train_step, trainable_parameters
+from gpytorch_vae.training import fit_step
 
 ROTATED = ("svgpvae", "cvae", "fgpvae", "deep-svigp", "deep-svigp-mean")
 GPPVAE_PHASES = {"gppvae VAE phase": (1, 0, 0), "gppvae GP phase": (0, 1, 0), "gppvae joint phase": (0, 0, 1)}
@@ -95,8 +95,8 @@ def plain_step(encoder, decoder, likelihood: str, latent_dim: int, features=None
 
 def objective_step(objective):
     """``fit``'s step of ``objective`` with Adam (lr 1e-3) as a function of a batch."""
-    optimizer = objective.prepare_optimizer(adam(trainable_parameters(objective), lr=1e-3))
-    return lambda *batch: train_step(objective, optimizer, batch)
+    step = fit_step(objective, lr=1e-3)
+    return lambda *batch: step(batch)
 
 
 def rotated_variants(name: str, data) -> tuple[Variant, Variant]:

@@ -2,9 +2,9 @@
 
 python benchmarks/trace_step.py --out benchmarks/results/trace_step.json [--verbose]
 
-For each model a *step* is what :func:`gpytorch_vae.training.fit` runs per batch: ``train_step(objective,
-optimizer, batch)`` (forward, loss, the guarded backward pass, the optimizer step and the objective's own update)
-and, unless ``--no-logs``, ``terms.logs()`` (the values ``fit`` records each step). A few warm-up steps run first
+For each model a *step* is what :func:`gpytorch_vae.training.fit` runs per batch, :func:`gpytorch_vae.training.fit_step`
+(forward, loss, the loss and the logged values to the host, the backward pass, the optimizer step and fit's default
+step hooks, e.g. GECO's multiplier update). A few warm-up steps run first
 (the first steps take other branches, e.g. GECO's moving average starts), then one step is traced on CPU:
 
 - **calls**: Python ``call`` events (``sys.setprofile``) of code whose file lies in the ``gpytorch_vae`` folder,
@@ -249,35 +249,26 @@ def trace_call(fn: Callable, *args, package: str | os.PathLike = PACKAGE_DIR, **
     return result, tracer.finish()
 
 
-def fit_step(objective, optimizer, batch, logs: bool = True):
-    """``fit``'s step: ``train_step`` and, with ``logs``, the terms' logged values."""
-    from gpytorch_vae.training import train_step
-
-    terms = train_step(objective, optimizer, batch)
-    if logs and terms is not None:
-        terms.logs()
-    return terms
-
-
-def trace_step(objective, optimizer, batch, *, warmup: int = 2, logs: bool = True, value_checks: bool = True,
+def trace_step(step: Callable, batch, *, warmup: int = 2, value_checks: bool = True,
                package: str | os.PathLike = PACKAGE_DIR) -> StepTrace:  # fmt: skip
-    """``warmup`` steps of ``fit``'s step (:func:`fit_step`) on ``batch``, then one traced step. ``optimizer``: the
-    one ``objective.prepare_optimizer`` gave. ``value_checks=False``: under ``settings.debug(False)``,
-    as a step on CUDA runs by default (the value checks are on for CPU tensors only)."""
+    """``warmup`` calls of ``step(batch)`` (``fit``'s step: :func:`gpytorch_vae.training.fit_step`), then one traced
+    call. ``value_checks=False``: under ``settings.debug(False)``, as a step on CUDA runs by default (the value
+    checks are on for CPU tensors only)."""
     for _ in range(warmup):
-        fit_step(objective, optimizer, batch, logs)
+        step(batch)
     with contextlib.ExitStack() as stack:
         if not value_checks:
             from gpytorch_vae.settings import debug
 
             stack.enter_context(debug(False))
-        return trace_call(fit_step, objective, optimizer, batch, logs, package=package)[1]
+        return trace_call(step, batch, package=package)[1]
 
 
 # ---------------------------------------------------------------------- the models
 def quickstart(objective: str = "elbo", num_inducing: int = 10, batch_size: int = 50, seed: int = 0):
     """The README's quickstart SVGP-VAE (GaussianLikelihood, float64 GP) with ``num_inducing`` inducing points, its
-    objective (``"elbo"`` or ``"geco"``, N = 400), Adam as ``fit`` makes it, and one batch of ``batch_size``."""
+    objective (``"elbo"`` or ``"geco"``, N = 400), ``fit``'s step of it (Adam, lr 1e-2), and one batch of
+    ``batch_size``."""
     import gpytorch
 
     from gpytorch_vae import GPVAE, SparseLatentPrior
@@ -286,7 +277,7 @@ def quickstart(objective: str = "elbo", num_inducing: int = 10, batch_size: int 
     from gpytorch_vae.likelihoods import GaussianLikelihood
     from gpytorch_vae.nn import MaskedEncoder, MLPDecoder, MLPEncoder
     from gpytorch_vae.objectives import ELBO, GECOObjective
-    from gpytorch_vae.training import adam, trainable_parameters
+    from gpytorch_vae.training import fit_step
 
     torch.manual_seed(seed)
     data = make_synthetic_gp_data(num_points=400, seed=seed)
@@ -303,14 +294,14 @@ def quickstart(objective: str = "elbo", num_inducing: int = 10, batch_size: int 
         gp_dtype=torch.float64,
     )
     objective_ = ELBO(vae, num_data=400) if objective == "elbo" else GECOObjective(vae, num_data=400)
-    optimizer = objective_.prepare_optimizer(adam(trainable_parameters(objective_), lr=1e-2))
     batch = (data.x[:batch_size], data.y[:batch_size], mask[:batch_size])
-    return objective_, optimizer, batch
+    return objective_, fit_step(objective_, lr=1e-2), batch
 
 
 def rotated_mnist(batch_size: int | None = None, seed: int = 0):
     """The rotated-MNIST SVGP-VAE with GECO of ``examples/experiments/rotated_mnist.py`` (m = 32, the protocol's
-    batch of 256; the shipped source digits, no download), Adam (lr 1e-3) as ``fit`` makes it, and its first batch."""
+    batch of 256; the shipped source digits, no download), ``fit``'s step of it (Adam, lr 1e-3), and its first
+    batch."""
     import math
 
     import pyro
@@ -321,7 +312,7 @@ def rotated_mnist(batch_size: int | None = None, seed: int = 0):
     from experiments.rotated_mnist import MODELS, build_model, model_splits
 
     from gpytorch_vae.data import load_rotated_mnist
-    from gpytorch_vae.training import adam, trainable_parameters
+    from gpytorch_vae.training import fit_step
 
     data = load_rotated_mnist()
     train, _, _ = model_splits("svgpvae", data)
@@ -330,8 +321,7 @@ def rotated_mnist(batch_size: int | None = None, seed: int = 0):
     pyro.set_rng_seed(seed)
     model = build_model("svgpvae", data, train, seed)
     objective = MODELS["svgpvae"].objective(model, len(x), None, math.inf)
-    optimizer = objective.prepare_optimizer(adam(trainable_parameters(objective), lr=1e-3))
-    return objective, optimizer, (x[:size], y[:size])
+    return objective, fit_step(objective, lr=1e-3), (x[:size], y[:size])
 
 
 MODELS = {
@@ -368,7 +358,6 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--warmup", type=int, default=2, help="untraced steps first (default 2)")
-    parser.add_argument("--no-logs", action="store_true", help="trace train_step alone, without terms.logs()")
     parser.add_argument("--no-value-checks", action="store_true",
                         help="trace under settings.debug(False), the default of a step on CUDA")
     parser.add_argument("--verbose", action="store_true", help="list every event's place and every function")
@@ -379,11 +368,9 @@ def main(argv=None) -> dict:
 
     results = {}
     for name in options.models:
-        objective, optimizer, batch = MODELS[name][1]()
-        results[name] = trace_step(objective, optimizer, batch, warmup=options.warmup, logs=not options.no_logs,
-                                   value_checks=not options.no_value_checks)
-    step = "train_step" + ("" if options.no_logs else " + terms.logs()")
-    step += ", value checks off (settings.debug(False))" if options.no_value_checks else ""
+        _, step_of, batch = MODELS[name][1]()
+        results[name] = trace_step(step_of, batch, warmup=options.warmup, value_checks=not options.no_value_checks)
+    step = "fit_step" + (", value checks off (settings.debug(False))" if options.no_value_checks else "")
     print(f"One step ({step}) traced on CPU after {options.warmup} warm-up steps; targets: issue 33")
     print(table(results))
     for name, trace in results.items():

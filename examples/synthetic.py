@@ -25,7 +25,7 @@ from gpytorch_vae.metrics import affine_aligned_rmse
 from gpytorch_vae.nn import MLPDecoder, MLPEncoder
 from gpytorch_vae.objectives import ELBO
 from gpytorch_vae.priors import ExactLatentPrior, IndependentLatentPrior, SparseLatentPrior
-from gpytorch_vae.training import epoch_timing, fit
+from gpytorch_vae.training import Checkpoint, epoch_timing, fit
 
 LATENT_DIM = 2
 
@@ -83,10 +83,8 @@ def main(argv=None) -> None:
             loader,
             epochs=args.epochs,
             lr=args.lr,
-            checkpoint=os.path.join(args.out, "checkpoint.pt"),
-            resume=args.resume,
+            callbacks=[Checkpoint(os.path.join(args.out, "checkpoint.pt"), args.resume, settings)],
             device=args.device,
-            run_config=settings,
         ).history
         z_mean = vae.posterior_latent_mean(data.x.to(args.device), data.y.to(args.device)).cpu()
         metrics = {

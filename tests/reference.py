@@ -138,3 +138,14 @@ def tiny_vae(data_dim: int = 16, latent_dim: int = 2):
         latent_dim,
         likelihood=GaussianLikelihood(noise=1.0),
     )
+
+
+def geco_step_by_hand(forward, geco, optimizer, *batch):
+    """One GECO step in a loop of one's own (what fit's GECOUpdate does): ``forward(*batch)`` (a GECOObjective, or
+    it in DDP), the backward pass, ``optimizer.step(e)`` of a ScaledLossOptimizer, ``geco.update()``. The terms."""
+    terms = forward(*batch)
+    optimizer.zero_grad()
+    terms.loss.backward()
+    optimizer.step(terms.loss_exponent)
+    geco.update()
+    return terms

@@ -10,9 +10,9 @@ import torch.multiprocessing as mp
 
 from gpytorch_vae import GECO, GPVAE, distributed
 from gpytorch_vae.likelihoods import GaussianLikelihood
-from gpytorch_vae.objectives import ELBO, GECOObjective
+from gpytorch_vae.objectives import ELBO, GECOObjective, ScaledLossOptimizer
 from gpytorch_vae.priors import IndependentLatentPrior, SparseLatentPrior
-from reference import make_sparse_gp
+from reference import geco_step_by_hand, make_sparse_gp
 
 DT = torch.float64
 B, N, K = 12, 60, 3  # union batch, data set size, observation dimension
@@ -65,14 +65,10 @@ def geco_results(vae, x, y, ranks=None):
     """Parameters after three GECO steps as fit takes them."""
     pyro.set_rng_seed(7)
     objective = GECOObjective(vae, N, GECO(kappa2=0.0), ranks=ranks)
-    optimizer = objective.prepare_optimizer(torch.optim.Adam([p for p in vae.parameters() if p.requires_grad], lr=1e-2))
+    optimizer = ScaledLossOptimizer(torch.optim.Adam([p for p in vae.parameters() if p.requires_grad], lr=1e-2))
     forward, logs = on_ranks(objective, ranks), []
     for _ in range(3):
-        terms = forward(x, y)
-        optimizer.zero_grad()
-        terms.loss.backward()
-        objective.step(optimizer, terms)
-        logs.append(terms.logs())
+        logs.append(geco_step_by_hand(forward, objective.geco, optimizer, x, y).logs())
     return {"params": {k: v.detach().clone() for k, v in vae.state_dict().items()}, "logs": logs,
             "lambda": objective.geco.log_lagrange_multiplier.clone()}  # fmt: skip
 

@@ -8,6 +8,7 @@ from gpytorch.distributions import MultivariateNormal
 
 from gpytorch_vae.baselines import GPPVAE, LowRankViewObjectGP, fit_gppvae
 from gpytorch_vae.kernels import ObjectViewInputs, view_object_kernel
+from gpytorch_vae.training import Checkpoint
 from reference import tiny_vae
 
 DT = torch.float64
@@ -97,16 +98,16 @@ def test_regime_trains_the_right_parameters(tmp_path):
     network = model.vae.encoder.net.weight.detach().clone()
     kernel = model.gp.kernel.kernels[0].raw_outputscale.detach().clone()
     path = str(tmp_path / "ckpt.pt")
-    fit_gppvae(model, aux, y, vae_epochs=2, gp_epochs=0, batch_size=16, checkpoint=path, progress=False)
+    fit_gppvae(model, aux, y, vae_epochs=2, gp_epochs=0, batch_size=16, callbacks=[Checkpoint(path)], progress=False)
     assert not torch.equal(model.vae.encoder.net.weight, network)
     assert torch.equal(model.gp.kernel.kernels[0].raw_outputscale, kernel)
     network = model.vae.encoder.net.weight.detach().clone()
-    losses = fit_gppvae(model, aux, y, vae_epochs=2, gp_epochs=20, batch_size=16, checkpoint=path, resume=True,
-                        progress=False)  # fmt: skip
+    losses = fit_gppvae(model, aux, y, vae_epochs=2, gp_epochs=20, batch_size=16,
+                        callbacks=[Checkpoint(path, resume=True)], progress=False)  # fmt: skip
     assert torch.equal(model.vae.encoder.net.weight, network)  # GP phase: networks fixed
     assert not torch.equal(model.gp.kernel.kernels[0].raw_outputscale, kernel)
     assert len(losses) == 20 and sum(losses[-5:]) < sum(losses[:5])  # -log p(Z~)/N falls
-    fit_gppvae(model, aux, y, vae_epochs=2, gp_epochs=20, joint_epochs=1, batch_size=16, checkpoint=path,
-               resume=True, progress=False)  # fmt: skip
+    fit_gppvae(model, aux, y, vae_epochs=2, gp_epochs=20, joint_epochs=1, batch_size=16,
+               callbacks=[Checkpoint(path, resume=True)], progress=False)  # fmt: skip
     assert not torch.equal(model.vae.encoder.net.weight, network)  # joint phase: networks move
     assert torch.load(path, weights_only=False)["epoch"] == 23

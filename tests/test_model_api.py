@@ -16,7 +16,7 @@ from gpytorch_vae import GPVAE, SparseLatentPrior
 from gpytorch_vae.gps import SparseLatentGP
 from gpytorch_vae.likelihoods import BernoulliLikelihood, DistributionLikelihood, GaussianLikelihood
 from gpytorch_vae.objectives import ELBO, GECOObjective
-from gpytorch_vae.training import fit
+from gpytorch_vae.training import Callback, fit
 from reference import LinearEncoder
 
 D_OBS, LATENT = 6, 2
@@ -137,15 +137,25 @@ def test_observation_dtypes_are_handled_at_one_boundary():
 
 
 def test_num_data_is_never_silently_none():
-    """ELBO without num_data refuses to run alone and takes the data set's length under fit (at ab19055,
-    num_data=None meant 'every batch is the whole data set' without a word)."""
+    """ELBO without num_data refuses to run alone and takes the data set's length under fit, for fit's run only
+    (at ab19055, num_data=None meant 'every batch is the whole data set' without a word); a given N is kept."""
     vae = sparse_vae()
     x, y = data()
     with pytest.raises(ValueError, match="needs num_data"):
         ELBO(vae)(x, y)
-    objective = ELBO(vae)
-    fit(objective, DataLoader(TensorDataset(x, y), batch_size=8), epochs=1, progress=False)
-    assert objective.num_data == 24
+
+    class Record(Callback):
+        def on_epoch_end(self, state, logs):
+            seen.append(state.objective.num_data)
+
+    for objective, expected in ((ELBO(vae), 24), (ELBO(vae, 100), 100), (ELBO(vae, None), None)):
+        seen = []
+        fit(objective, DataLoader(TensorDataset(x, y), batch_size=8), epochs=1, callbacks=[Record()], progress=False)
+        assert seen == [expected]
+    with pytest.raises(ValueError, match="needs num_data"):  # the objective is left as it was given
+        objective = ELBO(vae)
+        fit(objective, DataLoader(TensorDataset(x, y), batch_size=8), epochs=1, progress=False)
+        objective(x, y)
     with pytest.raises(ValueError, match="num_data"):
         ELBO(vae, 6.7)
     with pytest.raises(ValueError, match="at least the batch size"):

@@ -19,13 +19,17 @@ import torch
 from gpytorch_vae import PyroELBO
 from gpytorch_vae.data import make_synthetic_gp_data, mnist
 from gpytorch_vae.gps import SparseLatentGP
+from gpytorch_vae.objectives import Objective, ObjectiveTerms
 from gpytorch_vae.training import (
+    Checkpoint,
     CheckpointError,
+    ClipGradients,
+    DivergenceGuard,
     NonFiniteLossError,
+    SkipNonFinite,
     epoch_timing,
     fit,
     load_checkpoint,
-    run_epochs,
     save_checkpoint,
     write_json,
 )
@@ -142,17 +146,18 @@ class TestEpochTimingAcrossSittings:
     """A resumed run reports the time per epoch of all its sittings, each sitting's first epoch left out (it pays
     for compilation); resuming a finished run (zero new epochs) keeps the numbers instead of reporting None."""
 
+    class Constant(Objective):
+        """A loss of 1 whatever the parameter."""
+
+        def __init__(self):
+            super().__init__(torch.nn.Linear(1, 1), None)
+
+        def forward(self, x):
+            return ObjectiveTerms(self.model.weight.sum() * 0.0 + x)
+
     def run(self, checkpoint, epochs):
-        weight = torch.zeros(())
-        history = {}
-
-        def step(x):
-            return {"loss": float(x)}
-
-        run_epochs(step, [(torch.ones(()),)], epochs, lambda: {"w": weight.clone()},
-                   lambda saved: weight.copy_(saved["w"]), checkpoint=checkpoint, resume=True,
-                   progress=False, history=history)  # fmt: skip
-        return history
+        return fit(self.Constant(), [(torch.ones(()),)], epochs=epochs, callbacks=[Checkpoint(checkpoint, resume=True)],
+                   progress=False).history  # fmt: skip
 
     def test_sittings_are_recorded_and_survive_a_resume(self, tmp_path):
         checkpoint = str(tmp_path / "c.pt")
@@ -226,15 +231,16 @@ class TestGuardedTraining:
         path = str(tmp_path / "checkpoint.pt")
         pyro.set_rng_seed(0)
         vae = tiny_vae()
-        fit(PyroELBO(vae, None), [(data.x, data.y)], epochs=1, checkpoint=path, progress=False)
+        fit(PyroELBO(vae, None), [(data.x, data.y)], epochs=1, callbacks=[Checkpoint(path)], progress=False)
         before = {k: v.clone() for k, v in vae.state_dict().items()}
         huge = data.y * 1e30  # float32: the squared error overflows, the loss is inf
+        resume = [Checkpoint(path, resume=True)]
         with pytest.raises(NonFiniteLossError, match="not applied"):
-            fit(PyroELBO(vae, None), [(data.x, huge)], epochs=2, checkpoint=path, resume=True, progress=False)
+            fit(PyroELBO(vae, None), [(data.x, huge)], epochs=2, callbacks=resume, progress=False)
         inf = data.y.clone()
         inf[3, 2] = math.inf  # inf observations are refused earlier, when they come in (NaN marks a missing entry)
         with pytest.raises(ValueError, match="observations y .* hold NaN or inf"):
-            fit(PyroELBO(vae, None), [(data.x, inf)], epochs=2, checkpoint=path, resume=True, progress=False)
+            fit(PyroELBO(vae, None), [(data.x, inf)], epochs=2, callbacks=resume, progress=False)
         for key, value in vae.state_dict().items():
             assert torch.equal(value, before[key]), key
         assert load_checkpoint(path)["epoch"] == 1
@@ -243,8 +249,8 @@ class TestGuardedTraining:
         data = make_synthetic_gp_data(num_points=40)
         bad = data.y * 1e30
         pyro.set_rng_seed(0)
-        history = fit(PyroELBO(tiny_vae(), None), [(data.x, bad), (data.x, data.y)], epochs=1, on_nonfinite="skip",
-                      progress=False).history  # fmt: skip
+        history = fit(PyroELBO(tiny_vae(), None), [(data.x, bad), (data.x, data.y)], epochs=1,
+                      callbacks=[SkipNonFinite()], progress=False).history  # fmt: skip
         assert history["skipped_steps"] == [1.0] and math.isfinite(history["loss"][0])
 
     def test_a_diverging_run_stops_with_a_clear_error_before_its_checkpoint(self, tmp_path):
@@ -263,11 +269,11 @@ class TestGuardedTraining:
         pyro.set_rng_seed(0)
         vae = tiny_vae()
         before = vae.encoder.net.weight.detach().clone()
-        fit(PyroELBO(vae, None), [(data.x, data.y * 1e6)], epochs=1, lr=1.0, max_grad_norm=1e-3, progress=False,
-                divergence_factor=None)  # fmt: skip
+        fit(PyroELBO(vae, None), [(data.x, data.y * 1e6)], epochs=1, lr=1.0, progress=False,
+            callbacks=[ClipGradients(1e-3), DivergenceGuard(None)])  # fmt: skip
         assert (vae.encoder.net.weight - before).abs().max() <= 1.0 + 1e-6  # Adam: at most lr per step anyway
-        with pytest.raises(ValueError, match="max_grad_norm"):
-            fit(PyroELBO(vae, None), [(data.x, data.y)], epochs=1, max_grad_norm=0.0, progress=False)
+        with pytest.raises(ValueError, match="max_norm must be positive"):
+            ClipGradients(0.0)
 
 
 # ---------------------------------------------------------------------- 5. command-line values

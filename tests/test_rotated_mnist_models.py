@@ -22,12 +22,13 @@ from gpytorch_vae.data.rotated_mnist import ImageSplit, RotatedMNIST
 from gpytorch_vae.kernels import ObjectViewInputs, ViewObjectKernel, view_object_kernel
 from gpytorch_vae.nn import ConvDecoder, ConvEncoder
 from gpytorch_vae.objectives import ELBO
+from gpytorch_vae.training import Checkpoint
 
 
 def train_model(model, name, x, y, epochs, lr, checkpoint=None, resume=False):
     """The model's training regime of the benchmark; returns the mean loss per epoch run."""
-    return train(name, model, (x, y), epochs, lr, MODELS[name].batch_size, checkpoint=checkpoint, resume=resume,
-                 progress=False).losses  # fmt: skip
+    callbacks = [] if checkpoint is None else [Checkpoint(checkpoint, resume)]
+    return train(name, model, (x, y), epochs, lr, MODELS[name].batch_size, callbacks=callbacks, progress=False).losses
 
 
 @pytest.fixture(scope="module")

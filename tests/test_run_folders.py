@@ -14,7 +14,7 @@ import pytest
 from gpytorch_vae.data import make_synthetic_gp_data
 from gpytorch_vae.io import RunFolder, RunFolderBusy, atomic_write, write_json
 from gpytorch_vae.objectives import PyroELBO
-from gpytorch_vae.training import CheckpointError, fit
+from gpytorch_vae.training import Checkpoint, CheckpointError, fit
 from reference import tiny_vae
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -56,10 +56,11 @@ class TestResumeRefusesOtherSettings:
     def test_the_api_names_the_checkpoint_of_another_latent_size(self, tmp_path):
         data = make_synthetic_gp_data(num_points=40)
         path = str(tmp_path / "ckpt.pt")
-        fit(PyroELBO(tiny_vae(latent_dim=2), None), [(data.x, data.y)], epochs=1, checkpoint=path, progress=False)
+        fit(PyroELBO(tiny_vae(latent_dim=2), None), [(data.x, data.y)], epochs=1, callbacks=[Checkpoint(path)],
+            progress=False)  # fmt: skip
         with pytest.raises(CheckpointError, match=f"checkpoint {path} holds another model .* of another shape"):
-            fit(PyroELBO(tiny_vae(latent_dim=3), None), [(data.x, data.y)], epochs=2, checkpoint=path, resume=True,
-                    progress=False)  # fmt: skip
+            fit(PyroELBO(tiny_vae(latent_dim=3), None), [(data.x, data.y)], epochs=2,
+                callbacks=[Checkpoint(path, resume=True)], progress=False)  # fmt: skip
 
 
 # ---------------------------------------------------------------------- one run per folder

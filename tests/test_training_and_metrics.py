@@ -4,6 +4,7 @@ import pyro
 import torch
 
 from gpytorch_vae import PyroELBO, fit
+from gpytorch_vae.training import Checkpoint
 from gpytorch_vae.data import make_synthetic_gp_data
 from gpytorch_vae.metrics import affine_aligned_rmse
 from reference import tiny_vae
@@ -30,16 +31,17 @@ def test_resume_continues_from_saved_epoch(tmp_path):
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     trained = tiny_vae()
-    fit(PyroELBO(trained, None), batches, epochs=2, lr=1e-2, checkpoint=path, progress=False)
+    fit(PyroELBO(trained, None), batches, epochs=2, lr=1e-2, callbacks=[Checkpoint(path)], progress=False)
     saved = {k: v.clone() for k, v in trained.state_dict().items()}
 
     pyro.clear_param_store()
     restored = tiny_vae()
-    assert fit(PyroELBO(restored, None), batches, epochs=2, checkpoint=path, resume=True, progress=False).losses == []
+    resume = [Checkpoint(path, resume=True)]
+    assert fit(PyroELBO(restored, None), batches, epochs=2, callbacks=resume, progress=False).losses == []
     for name, value in restored.state_dict().items():
         torch.testing.assert_close(value, saved[name])
 
-    more = fit(PyroELBO(restored, None), batches, epochs=5, lr=1e-2, checkpoint=path, resume=True, progress=False).losses
+    more = fit(PyroELBO(restored, None), batches, epochs=5, lr=1e-2, callbacks=resume, progress=False).losses
     assert len(more) == 3 and torch.load(path, weights_only=False)["epoch"] == 5
     # SVI updated the module's own parameters (not copies in the param store)
     assert pyro.get_param_store()["encoder$$$net.weight"] is restored.encoder.net.weight

@@ -32,21 +32,21 @@ def test_the_exact_gp_vae_trains_without_kl_spikes():
 
 class TestDivergenceGuard:
     def test_an_improving_negative_loss_never_trips_it(self):
-        guard = DivergenceGuard("loss", 1e3, patience=2)
+        guard = DivergenceGuard(1e3, patience=2)
         for period, value in enumerate([1.0, -10.0, -300.0, -1500.0, -1499.0], 1):
-            guard.check(value, period, None, first_step=1.0)
+            guard.check("loss", value, period, None, first_step=1.0)
 
     def test_one_bad_period_is_tolerated_two_are_not_and_the_checkpoint_is_named_only_if_there_is_one(self):
-        guard = DivergenceGuard("loss", 1e3, patience=2)
-        guard.check(60.0, 1, None, first_step=60.0)
-        guard.check(2.45e7, 2, None)
-        guard.check(59.0, 3, None)  # the spike recovered: no error
-        guard.check(2.45e7, 4, None)
+        guard = DivergenceGuard(1e3, patience=2)
+        guard.check("loss", 60.0, 1, None, first_step=60.0)
+        guard.check("loss", 2.45e7, 2, None)
+        guard.check("loss", 59.0, 3, None)  # the spike recovered: no error
+        guard.check("loss", 2.45e7, 4, None)
         with pytest.raises(DivergenceError) as error:
-            guard.check(3.0e7, 5, None)
+            guard.check("loss", 3.0e7, 5, None)
         assert "checkpoint" not in str(error.value)
         with pytest.raises(DivergenceError, match="the last checkpoint kept is /x/ckpt.pt"):
-            guard.check(3.0e7, 6, "/x/ckpt.pt")
+            guard.check("loss", 3.0e7, 6, "/x/ckpt.pt")
 
 
 def test_a_warning_inside_the_model_is_printed_once_not_per_step(tmp_path):

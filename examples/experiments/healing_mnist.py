@@ -20,7 +20,7 @@ from gpytorch_vae.likelihoods import BernoulliLikelihood
 from gpytorch_vae.metrics import downstream_auroc, masked_bernoulli_nll, masked_mse
 from gpytorch_vae.nn import MaskedEncoder, MLPDecoder, MLPEncoder, WindowEncoder
 from gpytorch_vae.objectives import ELBO
-from gpytorch_vae.training import epoch_timing, fit
+from gpytorch_vae.training import Checkpoint, epoch_timing, fit
 
 from .evaluation import evaluating
 from .resources import peak_rss_mb, reset_peak_rss
@@ -144,8 +144,8 @@ def run(model: str = "svgpvae", mechanism: str = "random", size: str = "quick", 
             start = time.perf_counter()
             # every sequence is its own GP data set (num_data None); the loss is per sequence
             history = fit(ELBO(net, None, loss_scale=1.0 / batch_size), RowBatches(train, batch_size, shuffle=True),
-                          epochs=epochs, lr=lr, checkpoint=os.path.join(out, "checkpoint.pt"), resume=resume,
-                          progress=progress, run_config=run_config).history  # fmt: skip
+                          epochs=epochs, lr=lr, progress=progress,
+                          callbacks=[Checkpoint(os.path.join(out, "checkpoint.pt"), resume, run_config)]).history
             training_seconds = time.perf_counter() - start
             training_peak = peak_rss_mb() if tracking else None
             timing = epoch_timing(history)

@@ -21,7 +21,15 @@ from gpytorch_vae.metrics import affine_align
 from gpytorch_vae.nn import INITIALISATIONS, MLPDecoder, MLPEncoder, compile_networks
 from gpytorch_vae.objectives import ELBO
 from gpytorch_vae.priors import ExactLatentPrior, IndependentLatentPrior, SparseLatentPrior
-from gpytorch_vae.training import Evaluation, adam, epoch_timing, fit, prior_parameter_groups
+from gpytorch_vae.training import (
+    Checkpoint,
+    Evaluation,
+    Scheduler,
+    adam,
+    epoch_timing,
+    fit,
+    prior_parameter_groups,
+)
 
 from .evaluation import evaluating
 
@@ -254,11 +262,12 @@ def run(
                           **({"learn_outputscale": True} if learn_outputscale else {}))  # fmt: skip
         optimizer = lambda _: adam(prior_parameter_groups(vae, lr, lr if prior_lr is None else prior_lr))  # noqa: E731
         # every batch is 35 whole videos (num_data None); the loss is averaged over them
+        warmup = prior_warmup_schedule(prior_warmup // log_every)
+        callbacks = [*([] if warmup is None else [Scheduler(warmup)]), trace,
+                     Checkpoint(os.path.join(out, "checkpoint.pt"), resume, run_config)]  # fmt: skip
         result = fit(ELBO(vae, None, loss_scale=1.0 / batch_size), VideoBatches(MovingBallStream(generator,
-                     batch_size, seed=seed)), steps=steps, log_every=log_every, optimizer=optimizer, callbacks=[trace],
-                     scheduler=prior_warmup_schedule(prior_warmup // log_every),
-                     checkpoint=os.path.join(out, "checkpoint.pt"), resume=resume, progress=progress, device=device,
-                     run_config=run_config)  # fmt: skip
+                     batch_size, seed=seed)), steps=steps, log_every=log_every, optimizer=optimizer,
+                     callbacks=callbacks, progress=progress, device=device)  # fmt: skip
         timing = result.history
         per_epoch = epoch_timing(timing)["seconds_per_epoch"]  # an "epoch" here is log_every steps
         seconds_per_step = per_epoch / log_every if per_epoch is not None else None

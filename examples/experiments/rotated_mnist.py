@@ -48,7 +48,7 @@ from gpytorch_vae.likelihoods import GaussianLikelihood
 from gpytorch_vae.nn import INITIALISATIONS, ConvDecoder, ConvEncoder, compile_networks
 from gpytorch_vae.objectives import ELBO, GECOObjective
 from gpytorch_vae.priors import FactorizedLatentPrior, IndependentLatentPrior, SparseLatentPrior
-from gpytorch_vae.training import Evaluation, epoch_timing, fit
+from gpytorch_vae.training import Checkpoint, Evaluation, epoch_timing, fit
 
 from .evaluation import evaluating
 from .resources import peak_rss_mb, reset_peak_rss
@@ -439,8 +439,8 @@ def run(config: RunConfig | None = None, *, data_dir: str | None = None, device:
         history = train(
             config.model, net, training_rows(train_split, device), config.epochs, config.lr, config.batch_size,
             config.shuffle, config.lambda_max, config.joint_epochs, ranks,
-            checkpoint=os.path.join(out, "checkpoint.pt"),
-            resume=resume, progress=progress, callbacks=[trace], run_config=config.defining(), device=device,
+            progress=progress, device=device,
+            callbacks=[trace, Checkpoint(os.path.join(out, "checkpoint.pt"), resume, config.defining())],
         ).history  # fmt: skip
         training_seconds = time.perf_counter() - start
         training_peak = peak_rss_mb() if tracking_memory else None

@@ -32,7 +32,7 @@ from gpytorch_vae.nn import (
 )
 from gpytorch_vae.objectives import GECOObjective
 from gpytorch_vae.priors import SparseLatentPrior
-from gpytorch_vae.training import Evaluation, epoch_timing, fit, load_checkpoint, save_checkpoint
+from gpytorch_vae.training import Checkpoint, Evaluation, epoch_timing, fit, load_checkpoint, save_checkpoint
 
 LATENT_DIM = 64
 POSE_DIM = 8
@@ -215,8 +215,8 @@ def run(
         trace = Evaluation(lambda state: {"mse": mse(generate(model, train, context, target)[0], target)}, eval_every)
         objective = GECOObjective(model, len(splits.train), GECO(kappa2=KAPPA2))
         run_config = dict(seed=seed, lr=lr, pretrain_steps=pretrain_steps)
-        history = fit(objective, train, epochs=epochs, lr=lr, callbacks=[trace], checkpoint=os.path.join(
-            out, "checkpoint.pt"), resume=resume, progress=progress, run_config=run_config).history  # fmt: skip
+        checkpoint = Checkpoint(os.path.join(out, "checkpoint.pt"), resume, run_config)
+        history = fit(objective, train, epochs=epochs, lr=lr, callbacks=[trace, checkpoint], progress=progress).history
         timing = epoch_timing(history)
         from_mean, from_sample = generate(model, train, context, target)
         metrics = {

@@ -19,8 +19,7 @@ from pyro.nn import PyroModule
 from torch import Tensor
 
 from ..models.gp_vae import register_module
-from ..objectives.base import Objective, ObjectiveTerms
-from ..objectives.elbo import FROM_DATA, resolved_num_data
+from ..objectives.base import _OMITTED, Objective, ObjectiveTerms
 from ..priors.base import marginal_distribution
 
 
@@ -200,8 +199,8 @@ class DeepSVIGPTerms(ObjectiveTerms):
     value: Tensor
     decoded: Tensor
 
-    def logs(self) -> dict[str, float]:
-        return {"loss": self.value.item(), "kl": self.kl.item(), "mse": self.mse.item()}
+    def logged(self) -> dict[str, Tensor]:
+        return {"loss": self.value.detach(), "kl": self.kl.detach(), "mse": self.mse.detach()}
 
 
 class DeepSVIGPObjective(Objective):
@@ -214,14 +213,13 @@ class DeepSVIGPObjective(Objective):
         scaled by its own :math:`b_r/N`, so the union's objective is the sum of the ranks').
     """
 
-    def __init__(self, model: DeepSVIGP, num_data=FROM_DATA, ranks=None):
-        super().__init__(model)
-        self.num_data, self.ranks = num_data, ranks
+    def __init__(self, model: DeepSVIGP, num_data=_OMITTED, ranks=None):
+        super().__init__(model, num_data)
+        self.ranks = ranks
 
     def forward(self, x: Tensor, y: Tensor) -> DeepSVIGPTerms:
-        num_data = resolved_num_data(self)
         terms = (self.model.elbo_terms if self.model.objective == "sampled" else self.model.mean_decoded_elbo)(
-            x, y, num_data
+            x, y, self.num_data
         )
         local = -terms["elbo"]
         mse = (terms["decoded"].detach() - y).square().mean()

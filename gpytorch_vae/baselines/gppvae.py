@@ -111,9 +111,9 @@ class GPPVAEObjective(Objective):
     """
 
     def __init__(self, model: GPPVAE, x: Tensor, y: Tensor, vae_epochs: int, gp_epochs: int, batch_size: int = 256):
-        super().__init__(model)
+        super().__init__(model, len(x))
         self.x, self.y, self.vae_epochs, self.gp_epochs, self.batch_size = x, y, vae_epochs, gp_epochs, batch_size
-        self.num_data, self.ranks = len(x), None
+        self.ranks = None
         self.phase, self.anchor = "vae", None
 
     def optimizer(self, lr: float = 1e-3, gp_lr: float = 1e-2) -> Callable:

@@ -36,23 +36,30 @@ def register_module(name: str, module: torch.nn.Module) -> None:
         pyro.param(full_name, param)
 
 
-def named_hyperparameter_priors(module: torch.nn.Module, prefix: str = ""):
+def named_hyperparameter_priors(module: torch.nn.Module) -> list[tuple[str, torch.nn.Module, object, Callable]]:
     """``(name, module, prior, closure)`` of every GPyTorch prior registered in ``module``'s GPyTorch submodules
-    (kernels, means, likelihoods, ...), as :meth:`gpytorch.Module.named_priors` gives them, each once."""
-    for child_name, child in module.named_children():
-        name = f"{prefix}.{child_name}" if prefix else child_name
-        if isinstance(child, gpytorch.Module):
+    (kernels, means, likelihoods, ...), as :meth:`gpytorch.Module.named_priors` gives them, each once: one walk over
+    the modules, into the outermost GPyTorch modules only (they list their own submodules' priors)."""
+    found, outer = [], None
+    for name, child in module.named_modules():
+        if outer is not None and name.startswith(outer):
+            continue  # inside a GPyTorch module already listed
+        if isinstance(child, gpytorch.Module) and child is not module:
+            outer = name + "."
             for prior_name, parent, prior, closure, _ in child.named_priors():
-                yield f"{name}.{prior_name}", parent, prior, closure
-        else:
-            yield from named_hyperparameter_priors(child, name)
+                found.append((f"{name}.{prior_name}", parent, prior, closure))
+    return found
 
 
 def hyperparameter_log_prior(module: torch.nn.Module) -> Tensor | None:
     r""":math:`\sum\log p(\theta)` over the GPyTorch priors registered in ``module`` (``None`` when there is none),
     the term GPyTorch's marginal log likelihoods add."""
-    terms = [prior.log_prob(closure(parent)).sum() for _, parent, prior, closure in named_hyperparameter_priors(module)]
-    return torch.stack([t.to(terms[0].dtype) for t in terms]).sum() if terms else None
+    priors = named_hyperparameter_priors(module)
+    if not priors:
+        return None
+    terms = [prior.log_prob(closure(parent)).sum() for _, parent, prior, closure in priors]
+    dtype = terms[0].dtype
+    return torch.stack([t if t.dtype == dtype else t.to(dtype) for t in terms]).sum()
 
 
 @dataclass

@@ -7,11 +7,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from ..models.gp_vae import GPVAE, GPVAEOutput, prior_weight
-from ..variational.latent_data import check_num_data as _check_num_data
-from .base import Objective, ObjectiveTerms
-
-#: ``num_data`` left to :func:`~gpytorch_vae.training.fit`, which takes the data set's length
-FROM_DATA = "from data"
+from .base import _OMITTED, Objective, ObjectiveTerms
 
 
 @dataclass
@@ -38,32 +34,25 @@ class ELBOTerms(ObjectiveTerms):
     kl_shared: bool
     value: Tensor
 
-    def logs(self) -> dict[str, float]:
-        return {"loss": self.value.item(), "reconstruction": self.reconstruction.item(), "kl": self.kl.item()}
-
-
-def resolved_num_data(objective: Objective) -> int | None:
-    """The objective's ``num_data``, or a clear error when it was left to ``fit`` and the objective is used alone."""
-    if objective.num_data == FROM_DATA:
-        raise ValueError(
-            f"{type(objective).__name__} needs num_data, the size N of the training set: pass it, or train with "
-            f"gpytorch_vae.training.fit on a DataLoader (which takes len(loader.dataset))"
-        )
-    return objective.num_data
+    def logged(self) -> dict[str, Tensor]:
+        return {"loss": self.value.detach(), "reconstruction": self.reconstruction.detach(), "kl": self.kl.detach()}
 
 
 def model_pass(objective: Objective, x: Tensor, y: Tensor, mask: Tensor | None = None) -> GPVAEOutput:
     """The objective's model's pass over the batch (with the union batch's noise on several ranks)."""
     noise = None if objective.ranks is None else objective.ranks.noise
-    return objective.model(x, y, resolved_num_data(objective), mask=mask, noise=noise)
+    return objective.model(x, y, objective.num_data, mask=mask, noise=noise)
 
 
-def weighted_log_prior(objective: Objective, num_points: int, like: Tensor) -> Tensor:
-    """The hyperparameters' log prior of the objective's model weighted by :math:`b/N` (zero without priors)."""
+def weighted_log_prior(objective: Objective, num_points: int, like: Tensor) -> Tensor | None:
+    """The hyperparameters' log prior of the objective's model weighted by :math:`b/N`, in ``like``'s dtype
+    (``None`` without priors)."""
     log_prior = objective.model.hyperparameter_log_prior()
     if log_prior is None:
-        return like.new_zeros(())
-    return prior_weight(num_points, resolved_num_data(objective)) * log_prior.to(like)
+        return None
+    if log_prior.dtype != like.dtype:
+        log_prior = log_prior.to(like)
+    return prior_weight(num_points, objective.num_data) * log_prior
 
 
 class ELBO(Objective):
@@ -83,14 +72,13 @@ class ELBO(Objective):
 
     :param model: the :class:`~gpytorch_vae.models.GPVAE`.
     :param num_data: :math:`N`; ``None`` when every batch is a whole data set (e.g. a batch of independent videos);
-        omitted, :func:`~gpytorch_vae.training.fit` takes it from the length of the data set it is given.
+        omitted, :func:`~gpytorch_vae.training.fit` takes the length of the data set it is given, for its run.
     :param loss_scale: multiplies the loss (e.g. ``1 / B`` to average over ``B`` independent data sets per batch).
     :param ranks: a :class:`gpytorch_vae.distributed.Ranks` in data-parallel training (default: one process).
     """
 
-    def __init__(self, model: GPVAE, num_data: int | None | str = FROM_DATA, loss_scale: float = 1.0, ranks=None):
-        super().__init__(model)
-        self.num_data = num_data if num_data == FROM_DATA else _check_num_data(num_data, 1)
+    def __init__(self, model: GPVAE, num_data: int | None = _OMITTED, loss_scale: float = 1.0, ranks=None):
+        super().__init__(model, num_data)
         self.loss_scale = float(loss_scale)
         self.ranks = ranks
 
@@ -103,6 +91,8 @@ class ELBO(Objective):
         reconstruction = likelihood.total_log_prob(out.output, y, out.mask)
         kl = out.posterior.kl_divergence()
         log_prior = weighted_log_prior(self, out.z.size(-1), reconstruction)
+        if log_prior is None:
+            log_prior = reconstruction.new_zeros(())
         local = -reconstruction
         shared = out.posterior.kl_shared and self.ranks is not None
         if self.ranks is None:
@@ -135,17 +125,16 @@ class PyroELBO(Objective):
     :param elbo: the Pyro ELBO (default ``TraceMeanField_ELBO()``).
     """
 
-    def __init__(self, model: GPVAE, num_data: int | None | str = FROM_DATA, loss_scale: float = 1.0, ranks=None,
+    def __init__(self, model: GPVAE, num_data: int | None = _OMITTED, loss_scale: float = 1.0, ranks=None,
                  elbo=None):  # fmt: skip
-        super().__init__(model)
+        super().__init__(model, num_data)
         if ranks is not None:
             raise ValueError("PyroELBO runs in one process: use ELBO(..., ranks=...) for data-parallel training")
         from pyro.infer import TraceMeanField_ELBO
 
-        self.num_data, self.loss_scale, self.ranks = num_data, float(loss_scale), None
+        self.loss_scale, self.ranks = float(loss_scale), None
         self.pyro_elbo = TraceMeanField_ELBO() if elbo is None else elbo
 
     def forward(self, x: Tensor, y: Tensor, mask: Tensor | None = None) -> ObjectiveTerms:
-        num_data = resolved_num_data(self)
         return ObjectiveTerms(self.loss_scale * self.pyro_elbo.differentiable_loss(
-            self.model.model, self.model.guide, x, y, num_data, mask))  # fmt: skip
+            self.model.model, self.model.guide, x, y, self.num_data, mask))  # fmt: skip

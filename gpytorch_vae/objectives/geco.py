@@ -8,10 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..variational.latent_data import check_num_data
-from .base import Objective, ObjectiveTerms
-from .elbo import FROM_DATA, model_pass, weighted_log_prior
-from .loss_scaling import ScaledLossOptimizer
+from .base import _OMITTED, Objective, ObjectiveTerms
+from .elbo import model_pass, weighted_log_prior
 
 _LN2 = math.log(2.0)
 
@@ -28,7 +26,8 @@ class GECO(torch.nn.Module):
         \mathcal L = \mathrm{KL} + \lambda\,\big(C + \mathrm{sg}(C_{ma} - C)\big),
 
     whose value uses the smoothed constraint and whose gradient is that of :math:`C`. After each optimiser step,
-    :meth:`update` sets :math:`\lambda \leftarrow \lambda\exp(C_{ma})`. As in the papers' reference code,
+    :meth:`update` sets :math:`\lambda \leftarrow \lambda\exp(C_{ma})` (:func:`~gpytorch_vae.training.fit` does it
+    through its :class:`~gpytorch_vae.training.GECOUpdate` callback). As in the papers' reference code,
     :math:`\lambda` is unbounded by default: when the constraint is never met it grows for the whole run (past
     :math:`10^{30}` on rotated MNIST) and the KL's weight vanishes.
 
@@ -79,6 +78,18 @@ class GECO(torch.nn.Module):
         self.register_buffer("constraint_ma", torch.tensor(0.0, dtype=torch.float64))
         self.register_buffer("initialized", torch.tensor(False))
         self._pending_ma: Tensor | None = None
+        self._host: tuple[float, bool] | None = None  # (log lambda, initialized) on the host, when known
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._host = None
+
+    def _host_state(self) -> tuple[float, bool]:
+        """``(log lambda, initialized)`` as Python values: read from the buffers (a host sync) only when
+        :meth:`update` could not keep them (e.g. after a checkpoint was loaded)."""
+        if self._host is None:
+            self._host = (self.log_lagrange_multiplier.item(), bool(self.initialized))
+        return self._host
 
     @property
     def lagrange_multiplier(self) -> Tensor:
@@ -90,7 +101,7 @@ class GECO(torch.nn.Module):
         r""":math:`e` of the scale :math:`s = 2^e` that divides the current objective (0 without ``scale_loss``)."""
         if not self.scale_loss:
             return 0
-        return max(0, math.floor(self.log_lagrange_multiplier.item() / _LN2))
+        return max(0, math.floor(self._host_state()[0] / _LN2))
 
     @staticmethod
     def per_example_error(y: Tensor, decoded: Tensor, observation_dims: int, mask: Tensor | None = None) -> Tensor:
@@ -107,26 +118,30 @@ class GECO(torch.nn.Module):
         return self.per_example_error(y, decoded, observation_dims).mean() - self.kappa2
 
     def loss(self, kl: Tensor, constraint: Tensor, value: Tensor | None = None) -> Tensor:
-        r""":math:`\mathcal L / s` for one batch (float64 where ``kl`` is). The moving average that includes this
+        r""":math:`\mathcal L / s` for one batch, in float64 (the dtype of :math:`\lambda` and the moving average;
+        the gradients are those of the constraint's and the KL's own dtypes). The moving average that includes this
         batch is used for the value and committed by :meth:`update` (so a step that is skipped, e.g. for a
         non-finite loss, leaves GECO's state as it was). Multiply the loss by ``2 ** loss_exponent`` for its
         unscaled value. ``value``: the constraint's value for the moving average when it differs from ``constraint``'s
         (distributed training: the union batch's, while each rank differentiates its own part)."""
-        value = (constraint if value is None else value).detach().to(self.constraint_ma)
-        if bool(self.initialized):
+        # the one cast of GECO's inputs: the constraint and its value together, to the multiplier's float64
+        pair = torch.stack([constraint, (constraint if value is None else value).detach()])
+        constraint, value = (pair if pair.dtype == torch.float64 else pair.to(torch.float64)).unbind()
+        if self._host_state()[1]:
             value = self.alpha * self.constraint_ma + (1.0 - self.alpha) * value
         self._pending_ma = value
-        smoothed = constraint + (value.to(constraint) - constraint).detach()
+        smoothed = constraint + (value - constraint).detach()
         exponent = self.loss_exponent
         # lambda / s and 1 / s in float64 from log lambda: neither lambda nor lambda * C is ever formed
         weight = (self.log_lagrange_multiplier - exponent * _LN2).exp()
-        dtype = torch.promote_types(kl.dtype, torch.float64 if not self.scale_loss else smoothed.dtype)
-        return kl.to(dtype) * 2.0**-exponent + weight.to(dtype) * smoothed.to(dtype)
+        return (kl if kl.dtype == torch.float64 else kl.to(torch.float64)) * 2.0**-exponent + weight * smoothed
 
     @torch.no_grad()
-    def update(self) -> None:
+    def update(self, moving_average: float | None = None) -> None:
         r"""Commit the moving average of the last :meth:`loss` and set :math:`\lambda \leftarrow \lambda\exp(C_{ma})`
-        (within the bounds); call after each optimiser step."""
+        (within the bounds); call after each optimiser step. ``moving_average``: that moving average as a float, when
+        the caller has it on the host (the ``constraint_ma`` that :class:`GECOObjective` logs), so that the next
+        step needs no host sync for :math:`\lambda`'s exponent."""
         if self._pending_ma is None:
             raise RuntimeError("GECO.update() needs a preceding GECO.loss(...) of the same step")
         self.constraint_ma.copy_(self._pending_ma)
@@ -134,6 +149,10 @@ class GECO(torch.nn.Module):
         self._pending_ma = None
         log_lambda = self.log_lagrange_multiplier + self.constraint_ma
         self.log_lagrange_multiplier.copy_(log_lambda.clamp(self.log_lambda_min, self.log_lambda_max))
+        if moving_average is None or self._host is None:
+            self._host = None
+        else:  # the same float64 sum and clamp as above, on the host
+            self._host = (min(max(self._host[0] + moving_average, self.log_lambda_min), self.log_lambda_max), True)
 
 
 @dataclass
@@ -149,28 +168,34 @@ class GECOTerms(ObjectiveTerms):
     :ivar value: the unscaled objective :math:`\mathrm{KL} + \lambda C_{ma}` of the batch, for the record (it grows
         with :math:`\lambda` by design).
     :ivar decoded: the likelihood's mean of the observations at the draw.
+    :ivar constraint_ma: the constraint's moving average :math:`C_{ma}` including this batch (what :meth:`GECO.update`
+        commits).
     """
 
     kl: Tensor
     mse: Tensor
     target: float
-    log10_lambda: float
+    log10_lambda: Tensor
     loss_exponent: int
-    value: float
+    value: Tensor
     decoded: Tensor
+    constraint_ma: Tensor
 
-    def logs(self) -> dict[str, float]:
-        return {"kl": self.kl.item(), "mse": self.mse.item(), "log10_lambda": self.log10_lambda, "loss": self.value}
+    def logged(self) -> dict[str, Tensor]:
+        return {"kl": self.kl, "mse": self.mse.detach(), "log10_lambda": self.log10_lambda, "loss": self.value,
+                "constraint_ma": self.constraint_ma}  # fmt: skip
 
 
 class GECOObjective(Objective):
     r"""A GP-VAE trained with GECO (the SVGP-VAE and FGP-VAE papers' rotated-MNIST regime): minimise the prior's KL
     part under the constraint that the batch's mean squared reconstruction error stays below :math:`\kappa^2`,
-    :math:`\mathrm{KL} + \lambda\,(\overline{\mathrm{MSE}} - \kappa^2)` with :class:`GECO`'s multiplier update. The
-    loss is divided by :math:`2^e` (:attr:`GECO.loss_exponent`) and Adam is stepped through
-    :class:`~gpytorch_vae.objectives.ScaledLossOptimizer` (:meth:`prepare_optimizer`), so the updates are those of the
-    unscaled objective at any :math:`\lambda`. GPyTorch priors on hyperparameters enter with the KL, weighted by
-    :math:`b/N`.
+    :math:`\mathrm{KL} + \lambda\,(\overline{\mathrm{MSE}} - \kappa^2)`. The loss is divided by :math:`2^e`
+    (:attr:`GECO.loss_exponent`). :func:`~gpytorch_vae.training.fit` adds GECO's step by default (its
+    :class:`~gpytorch_vae.training.GECOUpdate` callback: Adam's moments kept at the scale of the loss with
+    :class:`~gpytorch_vae.objectives.ScaledLossOptimizer`, so the updates are those of the unscaled objective at any
+    :math:`\lambda`, then :meth:`GECO.update`); in a loop of your own, step a ``ScaledLossOptimizer`` with
+    ``terms.loss_exponent`` and call ``geco.update()`` after it. GPyTorch priors on hyperparameters enter with the KL,
+    weighted by :math:`b/N`.
 
     :param model: the :class:`~gpytorch_vae.models.GPVAE`.
     :param num_data: :math:`N` (as for :class:`~gpytorch_vae.objectives.ELBO`).
@@ -181,9 +206,8 @@ class GECOObjective(Objective):
 
     watch = "mse"  # the loss grows with lambda by design; a diverging run shows in the reconstruction error
 
-    def __init__(self, model, num_data=FROM_DATA, geco: GECO | None = None, kappa2: float = 0.02, ranks=None):
-        super().__init__(model)
-        self.num_data = num_data if num_data == FROM_DATA else check_num_data(num_data, 1)
+    def __init__(self, model, num_data=_OMITTED, geco: GECO | None = None, kappa2: float = 0.02, ranks=None):
+        super().__init__(model, num_data)
         self.geco = GECO(kappa2=kappa2) if geco is None else geco
         self.ranks = ranks
 
@@ -209,22 +233,15 @@ class GECOObjective(Objective):
         world = 1 if self.ranks is None else self.ranks.world_size
         rank_kl = kl if shared else world * kl
         log_prior = weighted_log_prior(self, out.z.size(-1), kl)
-        if self.model.hyperparameter_log_prior() is not None:
+        if log_prior is not None:
             rank_kl = rank_kl - (log_prior if shared or self.ranks is None else world * log_prior)
         loss = self.geco.loss(rank_kl, world * constraint, value=value)  # / 2 ** loss_exponent
         exponent = self.geco.loss_exponent
         kl_value = kl.detach() if shared or self.ranks is None else self.ranks.sum(kl)
-        unscaled = (kl_value * 2.0**-exponent + (loss - rank_kl * 2.0**-exponent).detach()).item() * 2.0**exponent
-        log10_lambda = self.geco.log_lagrange_multiplier.item() / math.log(10.0)
+        unscaled = (kl_value * 2.0**-exponent + (loss - rank_kl * 2.0**-exponent).detach()) * 2.0**exponent
+        log10_lambda = self.geco.log_lagrange_multiplier / math.log(10.0)
         return GECOTerms(loss, kl_value, value + self.geco.kappa2, self.geco.kappa2, log10_lambda, exponent, unscaled,
-                         decoded)  # fmt: skip
-
-    def prepare_optimizer(self, optimizer):
-        return optimizer if isinstance(optimizer, ScaledLossOptimizer) else ScaledLossOptimizer(optimizer)
-
-    def step(self, optimizer, terms: GECOTerms) -> None:
-        optimizer.step(terms.loss_exponent)
-        self.geco.update()
+                         decoded, self.geco._pending_ma)  # fmt: skip
 
     def progress(self, logs: dict[str, float]) -> dict[str, str]:
         """The reconstruction error against its target, the KL, and :math:`\\log_{10}\\lambda` (not the loss, which
