@@ -44,6 +44,7 @@ public_api_modules = [
     "gpytorch_vae.priors",
     "gpytorch_vae.likelihoods",
     "gpytorch_vae.models",
+    "gpytorch_vae.imputer",
     "gpytorch_vae.objectives",
     "gpytorch_vae.nn",
     "gpytorch_vae.baselines",

@@ -5,12 +5,14 @@ Layers (``docs/architecture.md``): :mod:`~gpytorch_vae.variational` (strategies 
 priors), :mod:`~gpytorch_vae.models` (the GP-VAE), :mod:`~gpytorch_vae.objectives` (GECO), :mod:`~gpytorch_vae.nn`
 (networks), :mod:`~gpytorch_vae.baselines`, :mod:`~gpytorch_vae.data`, :mod:`~gpytorch_vae.training`. What a
 training script needs is exported here: the models, the latent priors and GPs, the likelihoods, the objectives and
-:func:`fit`.
+:func:`fit`, and
+:class:`GPVAEImputer` (:mod:`~gpytorch_vae.imputer`), which imputes time series from NumPy arrays with NaN.
 """
 
 from . import baselines, gps, kernels, likelihoods, models, nn, objectives, priors, settings, training, variational
 from .baselines import GPPVAE, DeepSVIGP
 from .gps import ExactLatentGP, SparseLatentGP
+from .imputer import GPVAEImputer
 from .kernels import DeltaKernel
 from .likelihoods import BernoulliLikelihood, DistributionLikelihood, GaussianLikelihood, ObservationLikelihood
 from .models import GPVAE
@@ -42,6 +44,7 @@ __all__ = [
     "GECOObjective",
     "GPPVAE",
     "GPVAE",
+    "GPVAEImputer",
     "GaussianLikelihood",
     "IndependentLatentPrior",
     "LatentPosterior",

@@ -2,6 +2,7 @@
 and the papers' configurations (rotated MNIST, SPRITES), with the reference code's initialisations."""
 
 from .compile import compile_networks, compiler_available
+from .context import ContextEncoder, ResidualDecoder
 from .conv import ConvDecoder, ConvEncoder, ImageDecoder, ImageEncoder
 from .init import INITIALISATIONS, keras_init_, truncated_normal_init_
 from .mlp import MaskedEncoder, MLPDecoder, MLPEncoder, WindowEncoder
@@ -10,6 +11,7 @@ from .sprites import SpritesDecoder, SpritesEncoder, SpritesFrameNetwork
 
 __all__ = [
     "INITIALISATIONS",
+    "ContextEncoder",
     "ConvDecoder",
     "ConvEncoder",
     "ImageDecoder",
@@ -18,6 +20,7 @@ __all__ = [
     "MaskedEncoder",
     "MLPEncoder",
     "RepresentationInputs",
+    "ResidualDecoder",
     "RepresentationNetwork",
     "SpritesDecoder",
     "SpritesEncoder",
