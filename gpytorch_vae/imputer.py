@@ -55,11 +55,11 @@ class ImputerConfig:
     kernel: str = "matern52"
     window_length: int = 96
     window_overlap: float = 0.5
-    epochs: int = 200
-    batch_size: int = 32
+    epochs: int = 100
+    batch_size: int = 8
     lr: float = 3e-3
     validation_fraction: float = 0.1
-    patience: int = 20
+    patience: int = 30
     eval_every: int = 5
     num_samples: int = 50
     noise_floor: float = 1e-3
@@ -362,8 +362,8 @@ class GPVAEImputer:
     """
 
     def __init__(self, latent_dim: int = 8, hidden: int = 64, encoder_window: int = 3, kernel: str = "matern52",
-                 window_length: int = 96, window_overlap: float = 0.5, epochs: int = 200, batch_size: int = 32,
-                 lr: float = 3e-3, validation_fraction: float = 0.1, patience: int = 20, eval_every: int = 5,
+                 window_length: int = 96, window_overlap: float = 0.5, epochs: int = 100, batch_size: int = 8,
+                 lr: float = 3e-3, validation_fraction: float = 0.1, patience: int = 30, eval_every: int = 5,
                  num_samples: int = 50, noise_floor: float = 1e-3, context: bool = True, period="auto",
                  seed: int = 0, progress: bool = True):  # fmt: skip
         self.config = ImputerConfig(latent_dim, hidden, encoder_window, kernel, window_length, window_overlap, epochs,
