@@ -354,6 +354,30 @@ def details(name: str, trace: StepTrace) -> str:
     return "\n".join(lines)
 
 
+MARKDOWN_ROWS = (("calls into the package", "calls"), ("functions", "functions"), ("files", "files"),
+                 ("dtype changes", "dtype_changes"), ("no-op casts", "noop_casts"))  # fmt: skip
+
+
+def markdown(models=("quickstart", "quickstart-geco", "rotated-mnist"), warmup: int = 2) -> str:
+    """The table of docs/architecture.md: each model's step traced with the value checks off (the default on
+    accelerators, where the targets are counted) and on (the default for CPU tensors), beside issue 33's targets."""
+    off, on = {}, {}
+    for name in models:
+        _, step_of, batch = MODELS[name][1]()
+        off[name] = trace_step(step_of, batch, warmup=warmup, value_checks=False).counts()
+        on[name] = trace_step(step_of, batch, warmup=0).counts()
+    lines = ["| one training step (`fit_step`) | " + " | ".join(f"`{name}`" for name in models) + " | target |",
+             "|---|" + "---|" * (len(models) + 1)]  # fmt: skip
+    rows = [(label, off, key) for label, key in MARKDOWN_ROWS]
+    rows += [("host syncs, `settings.debug(False)`", off, "host_syncs"), ("host syncs, debug on (CPU default)", on,
+             "host_syncs"), ("mixed-dtype ops", off, "mixed_dtypes")]  # fmt: skip
+    for label, counts, key in rows:
+        target = TARGETS.get(key) if counts is off else None
+        cells = " | ".join(str(counts[name][key]) for name in models)
+        lines.append(f"| {label} | {cells} | {'-' if target is None else f'<= {target}'} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
@@ -363,8 +387,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--verbose", action="store_true", help="list every event's place and every function")
     parser.add_argument("--out", help="write the numbers as JSON to this file")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the table of docs/architecture.md (value checks off and on) and nothing else")
     options = parser.parse_args(argv)
     torch.set_num_threads(options.threads)
+    if options.markdown:
+        print(markdown(tuple(options.models), options.warmup))
+        return {}
 
     results = {}
     for name in options.models:

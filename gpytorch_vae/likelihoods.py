@@ -110,6 +110,10 @@ class BernoulliLikelihood(ObservationLikelihood):
     def forward(self, output: Tensor) -> Distribution:
         return dist.Bernoulli(logits=output, validate_args=False)  # [0, 1]-valued targets are allowed
 
+    def mean(self, output: Tensor) -> Tensor:
+        """:math:`\sigma(\text{output})`, the Bernoulli's mean (as its ``mean``, without building it)."""
+        return torch.sigmoid(output)
+
 
 class GaussianLikelihood(ObservationLikelihood):
     r""":math:`y \sim \mathcal N(\text{output}, \sigma^2)` per entry: the decoder gives means.
@@ -148,6 +152,7 @@ class GaussianLikelihood(ObservationLikelihood):
             if noise_prior is not None:
                 raise ValueError("a noise_prior needs learn_noise=True (a fixed noise has no prior to enter)")
             self.register_buffer("fixed_noise", initial)
+        self._fixed_scale: tuple | None = None  # (key, sigma in the decoder's dtype): see scale
 
     @property
     def noise(self) -> Tensor:
@@ -171,8 +176,25 @@ class GaussianLikelihood(ObservationLikelihood):
     def noise_dtype(self) -> torch.dtype:
         return (self.raw_noise if self.learn_noise else self.fixed_noise).dtype
 
+    def scale(self, like: Tensor) -> Tensor:
+        r""":math:`\sigma` in the dtype and on the device of ``like`` (the decoder's output). A fixed noise is kept
+        in float64 and cast once, until it or the dtype changes, not at every call; a learned one is cast at each
+        call (its parameter trains in float64)."""
+        if self.learn_noise:
+            scale = self.noise.sqrt()
+            return scale if scale.dtype == like.dtype and scale.device == like.device else scale.to(like)
+        noise = self.fixed_noise
+        key = (like.dtype, like.device, noise.data_ptr(), noise._version)
+        if self._fixed_scale is None or self._fixed_scale[0] != key:
+            self._fixed_scale = (key, noise.sqrt().to(like))
+        return self._fixed_scale[1]
+
     def forward(self, output: Tensor) -> Distribution:
-        return dist.Normal(output, self.noise.sqrt().to(output), validate_args=False)
+        return dist.Normal(output, self.scale(output), validate_args=False)
+
+    def mean(self, output: Tensor) -> Tensor:
+        """``output`` itself, the Gaussian's mean (as its ``mean``, without building it)."""
+        return output
 
 
 class DistributionLikelihood(ObservationLikelihood):

@@ -126,8 +126,8 @@ class ExactLatentGP(ExactGP):
         return MultivariateNormal(self.mean_module(x), self.covar_module(x))
 
     @staticmethod
-    def _checked(x: Tensor, y: Tensor, noise: Tensor, num_data: int | None, check_values: bool = True) -> LatentBatch:
-        batch = LatentBatch.create(x, y, noise, num_data, check_values=check_values)
+    def _checked(x: Tensor, y: Tensor, noise: Tensor, num_data: int | None, checked: bool = False) -> LatentBatch:
+        batch = LatentBatch.create(x, y, noise, num_data, checked=checked)
         if batch.num_data != batch.num_points:
             raise ValueError(
                 f"the exact latent GP needs the whole dataset in one batch: num_data ({batch.num_data}) != b "
@@ -136,12 +136,12 @@ class ExactLatentGP(ExactGP):
         return batch
 
     def condition(self, x: Tensor, y: Tensor, noise: Tensor, num_data: int | None = None,
-                  check_values: bool = True) -> ExactGPPosterior:  # fmt: skip
+                  checked: bool = False) -> ExactGPPosterior:  # fmt: skip
         """The exact posterior of the latent dataset (``num_data`` is accepted for a common interface; it must be
         ``b``). ExactGP does not broadcast inputs over batch dimensions (e.g. latent channels): ``x`` is expanded.
-        ``check_values``: as for :meth:`AmortizedHybridVariationalStrategy.condition
+        ``checked``: as for :meth:`AmortizedHybridVariationalStrategy.condition
         <gpytorch_vae.variational.AmortizedHybridVariationalStrategy.condition>`."""
-        batch = self._checked(x, y, noise, num_data, check_values)
+        batch = self._checked(x, y, noise, num_data, checked)
         check_channels(batch.y, self.covar_module.batch_shape)
         return ExactGPPosterior(self, batch.x.expand(*y.shape[:-1], *x.shape[-2:]), batch.y, batch.noise)
 

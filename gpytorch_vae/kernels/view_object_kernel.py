@@ -11,6 +11,8 @@ from gpytorch.kernels import Kernel, LinearKernel, PeriodicKernel, ProductKernel
 from gpytorch.models.gplvm import PointLatentVariable
 from torch import Tensor
 
+from .. import settings
+
 
 def _value(v: float, dtype: torch.dtype) -> Tensor:
     """GPyTorch's setters turn Python floats into default-dtype tensors: give them the parameter's dtype."""
@@ -101,11 +103,13 @@ class ObjectViewInputs(torch.nn.Module):
 
     def forward(self, aux: Tensor) -> Tensor:
         """``aux`` ``(..., n, >=2)`` (column 0: integer object id, column 1: angle) -> ``(..., n, 1 + object_dim)``."""
-        vectors = self.object_vectors
+        vectors = self.object_latent()
         ids = aux[..., 0].round().long()
-        if ids.numel() and (ids.min() < 0 or ids.max() >= vectors.size(0)):
+        if settings.debug.on(ids) and ids.numel() and bool((ids.min() < 0) | (ids.max() >= vectors.size(0))):
             raise IndexError(f"object ids must lie in [0, {vectors.size(0) - 1}]")
-        return torch.cat([aux[..., 1:2].to(vectors), vectors[ids]], dim=-1)
+        angles = aux[..., 1:2]
+        angles = angles if angles.dtype == vectors.dtype and angles.device == vectors.device else angles.to(vectors)
+        return torch.cat([angles, vectors[ids]], dim=-1)
 
 
 class ViewObjectKernel(Kernel):

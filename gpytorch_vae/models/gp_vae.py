@@ -238,7 +238,8 @@ class GPVAE(torch.nn.Module):
             raise ValueError(
                 f"y must have shape (*batch, b, *obs) with at least one observation dim, got {tuple(y.shape)}"
             )
-        mask = self._checked_mask(mask, y)
+        if mask is not None:
+            mask = self._checked_mask(mask, y)
         dtype = _floating_dtype(self.encoder)
         if dtype is not None and dtype != y.dtype:
             y = y.to(dtype)
@@ -260,7 +261,7 @@ class GPVAE(torch.nn.Module):
                              f"{', '.join(str(s) for s in expected)})")  # fmt: skip
         mask_args = (mask,) if mask is not None and getattr(self.encoder, "takes_mask", False) else ()
         try:
-            mean, log_var = self.encoder(y, *mask_args, *self._network_args(x))
+            mean, log_var = self.encoder(y, *mask_args, *(() if self.features is None else self._network_args(x)))
         except RuntimeError as error:
             raise RuntimeError(
                 f"the encoder failed on observations of shape {tuple(y.shape)} ({error}): check that they have the "
@@ -307,12 +308,15 @@ class GPVAE(torch.nn.Module):
 
     def _latent_dataset(self, y: Tensor, mask: Tensor | None, x: Tensor | None) -> tuple[Tensor, Tensor]:
         mean, log_var = self._encode(y, x, mask)
+        low, high = self._variance_range
         # clip in log space: exp() of a large log-variance overflows, and clamp's zero gradient times inf is NaN
-        var = log_var.clamp(math.log(self.min_variance), math.log(self.max_variance)).exp()
-        dtype = self.gp_dtype
+        var = log_var.clamp(math.log(low), math.log(high)).exp()
+        dtype = self._gp_dtype or self.latent_prior.dtype
         if dtype is None or dtype == mean.dtype:
             return mean.mT, var.mT
-        return mean.mT.to(dtype), var.mT.to(dtype)
+        # the one cast of the latent dataset to the GP dtype: means and variances together
+        both = torch.stack([mean, var]).to(dtype)
+        return both[0].mT, both[1].mT
 
     def prior_inputs(self, x: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
         """The latent prior's inputs of a batch: ``inputs(x, y)`` with an
@@ -328,15 +332,14 @@ class GPVAE(torch.nn.Module):
 
     def _posterior(self, x: Tensor, y: Tensor, mask: Tensor | None, num_data: int | None) -> LatentPosterior:
         mean, var = self._latent_dataset(y, mask, x)
-        self._check_inputs(x, mean.shape)
-        observed = self._observed(mask)
+        if isinstance(x, Tensor) and x.dim() > 2:
+            self._check_inputs(x, mean.shape)
+        observed = None if mask is None else self._observed(mask)
         inputs = x if self.inputs is None else self.inputs(x, y)
         return self.latent_prior.condition(inputs, mean, var, num_data, observed)
 
-    def _observed(self, mask: Tensor | None) -> Tensor | None:
+    def _observed(self, mask: Tensor) -> Tensor | None:
         """``(*batch, 1, b)``: whether an observation has any entry observed (``None`` when all have)."""
-        if mask is None:
-            return None
         observed = mask.flatten(mask.dim() - self.event_dims()).any(-1).unsqueeze(-2)
         return None if bool(observed.all()) else observed
 
@@ -376,7 +379,7 @@ class GPVAE(torch.nn.Module):
         cast to the decoder's dtype (a decoder without parameters takes ``z``'s)."""
         dtype = _floating_dtype(self.decoder)
         z = z.mT if dtype is None or dtype == z.dtype else z.mT.to(dtype)
-        return self.decoder(z, *self._network_args(x))
+        return self.decoder(z, *(() if self.features is None else self._network_args(x)))
 
     def forward(
         self, x: Tensor, y: Tensor, num_data: int | None, mask: Tensor | None = None,
@@ -387,7 +390,8 @@ class GPVAE(torch.nn.Module):
         y, mask = self.observations(y, mask)
         posterior = self._posterior(x, y, mask, num_data)
         z = posterior.rsample(noise=noise)
-        return GPVAEOutput(posterior, z, self.decode(z, x=x), self.event_dims(), y, mask)
+        return GPVAEOutput(posterior, z, self.decode(z, x=x), self.observation_dims or self._inferred_observation_dims,
+                           y, mask)  # fmt: skip
 
     # ------------------------------------------------------------------ GPyTorch priors on hyperparameters
     def hyperparameter_log_prior(self) -> Tensor | None:

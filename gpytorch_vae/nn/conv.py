@@ -39,7 +39,8 @@ class ConvEncoder(nn.Module):
     def forward(self, images: Tensor, condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``images`` ``(*lead, 28, 28)`` (and ``condition`` ``(*lead, c)``) -> mean, log-variance ``(*lead, L)``."""
         x, lead = _image_batch(images)
-        x = x.to(self.head.weight)
+        weight = self.head.weight
+        x = x if x.dtype == weight.dtype and x.device == weight.device else x.to(weight)
         if self.condition_dim:
             condition = condition.reshape(-1, self.condition_dim).to(x)
             x = torch.cat([x, _constant_channels(condition, *x.shape[-2:])], dim=1)
@@ -73,7 +74,8 @@ class ConvDecoder(nn.Module):
     def forward(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
         """``z`` ``(*lead, L)`` (and ``condition`` broadcastable to ``(*lead, c)``) -> images ``(*lead, 28, 28)``."""
         lead = z.shape[:-1]
-        h = z.reshape(-1, z.size(-1)).to(self.linear.weight)
+        h, weight = z.reshape(-1, z.size(-1)), self.linear.weight
+        h = h if h.dtype == weight.dtype and h.device == weight.device else h.to(weight)
         if self.condition_dim:
             condition = condition.to(h).expand(*lead, self.condition_dim).reshape(-1, self.condition_dim)
             h = torch.cat([h, condition], dim=-1)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from ..models.gp_vae import GPVAE, GPVAEOutput, prior_weight
+from ..models.gp_vae import GPVAE, GPVAEOutput, hyperparameter_log_prior, prior_weight
 from .base import _OMITTED, Objective, ObjectiveTerms
 
 
@@ -47,7 +47,7 @@ def model_pass(objective: Objective, x: Tensor, y: Tensor, mask: Tensor | None =
 def weighted_log_prior(objective: Objective, num_points: int, like: Tensor) -> Tensor | None:
     """The hyperparameters' log prior of the objective's model weighted by :math:`b/N`, in ``like``'s dtype
     (``None`` without priors)."""
-    log_prior = objective.model.hyperparameter_log_prior()
+    log_prior = hyperparameter_log_prior(objective.model)
     if log_prior is None:
         return None
     if log_prior.dtype != like.dtype:

@@ -79,6 +79,7 @@ class GECO(torch.nn.Module):
         self.register_buffer("initialized", torch.tensor(False))
         self._pending_ma: Tensor | None = None
         self._host: tuple[float, bool] | None = None  # (log lambda, initialized) on the host, when known
+        self.last_exponent = 0  #: :attr:`loss_exponent` of the last :meth:`loss`
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
@@ -101,7 +102,7 @@ class GECO(torch.nn.Module):
         r""":math:`e` of the scale :math:`s = 2^e` that divides the current objective (0 without ``scale_loss``)."""
         if not self.scale_loss:
             return 0
-        return max(0, math.floor(self._host_state()[0] / _LN2))
+        return max(0, math.floor((self._host or self._host_state())[0] / _LN2))
 
     @staticmethod
     def per_example_error(y: Tensor, decoded: Tensor, observation_dims: int, mask: Tensor | None = None) -> Tensor:
@@ -127,11 +128,11 @@ class GECO(torch.nn.Module):
         # the one cast of GECO's inputs: the constraint and its value together, to the multiplier's float64
         pair = torch.stack([constraint, (constraint if value is None else value).detach()])
         constraint, value = (pair if pair.dtype == torch.float64 else pair.to(torch.float64)).unbind()
-        if self._host_state()[1]:
+        if (self._host or self._host_state())[1]:
             value = self.alpha * self.constraint_ma + (1.0 - self.alpha) * value
         self._pending_ma = value
         smoothed = constraint + (value - constraint).detach()
-        exponent = self.loss_exponent
+        exponent = self.last_exponent = self.loss_exponent
         # lambda / s and 1 / s in float64 from log lambda: neither lambda nor lambda * C is ever formed
         weight = (self.log_lagrange_multiplier - exponent * _LN2).exp()
         return (kl if kl.dtype == torch.float64 else kl.to(torch.float64)) * 2.0**-exponent + weight * smoothed
@@ -236,7 +237,7 @@ class GECOObjective(Objective):
         if log_prior is not None:
             rank_kl = rank_kl - (log_prior if shared or self.ranks is None else world * log_prior)
         loss = self.geco.loss(rank_kl, world * constraint, value=value)  # / 2 ** loss_exponent
-        exponent = self.geco.loss_exponent
+        exponent = self.geco.last_exponent
         kl_value = kl.detach() if shared or self.ranks is None else self.ranks.sum(kl)
         unscaled = (kl_value * 2.0**-exponent + (loss - rank_kl * 2.0**-exponent).detach()) * 2.0**exponent
         log10_lambda = self.geco.log_lagrange_multiplier / math.log(10.0)

@@ -103,5 +103,5 @@ class ExactLatentPrior(LatentPrior):
         check_latent_data(x, mean, var, observed)
         check_num_data(num_data, mean.size(-1))
         mean, var = unobserved_as_noise(mean, var, observed)
-        posterior = self.gp.condition(self.gp_inputs(x), mean, var, num_data, check_values=False)
+        posterior = self.gp.condition(self.gp_inputs(x), mean, var, num_data, checked=True)
         return ExactLatentPosterior(posterior, self.gp_inputs, x.size(-1) if self.input_map is None else None)

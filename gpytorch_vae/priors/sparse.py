@@ -89,14 +89,18 @@ class SparseLatentPrior(LatentPrior):
         return self.strategy.inducing_points.size(-1) if self.input_map is None else None
 
     def gp_inputs(self, x: Tensor) -> Tensor:
-        return super().gp_inputs(x).to(self.strategy.inducing_points)
+        """The GP inputs of auxiliary data ``x``, in the dtype and on the device of the inducing points."""
+        x = x if self.input_map is None else self.input_map(x)
+        like = self.gp.variational_strategy.inducing_points
+        return x if x.dtype == like.dtype and x.device == like.device else x.to(like)
 
     def condition(self, x: Tensor, mean: Tensor, var: Tensor, num_data: int | None = None,
                   observed: Tensor | None = None) -> SparseLatentPosterior:  # fmt: skip
         """Points where ``observed`` is false carry no data (zero precision in Eq. 9's statistics)."""
         check_latent_data(x, mean, var, observed)
         num_data = check_num_data(num_data, mean.size(-1))
-        posterior = self.strategy.condition(self.gp_inputs(x), mean, var, num_data, observed, check_values=False)
+        inputs = x if self.input_map is None else self.input_map(x)  # cast by the strategy, with the latent data
+        posterior = self.gp.variational_strategy.condition(inputs, mean, var, num_data, observed, checked=True)
         # b of the union batch when the strategy combines several ranks' shards, else this batch's
         kl_scale = 1.0 if num_data is None else posterior.num_points / num_data
         return SparseLatentPosterior(posterior, self.gp_inputs, kl_scale, x.size(-1))

@@ -235,7 +235,7 @@ def step_function(state: FitState, callbacks: Sequence[Callback], forward=None) 
     before = [functools.partial(c.on_before_step, state) for c in _overriding(callbacks, "on_before_step")]
     after = [functools.partial(c.on_after_step, state) for c in _overriding(callbacks, "on_after_step")]
     forward = state.objective if forward is None else forward
-    return lambda batch: train_step(forward, state.optimizer, batch, before, after)
+    return functools.partial(train_step, forward, state.optimizer, before_step=before, after_step=after)
 
 
 def fit_step(objective: Objective, optimizer=None, lr: float | None = None) -> Callable:

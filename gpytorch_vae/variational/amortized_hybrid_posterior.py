@@ -12,11 +12,13 @@ from pyro.distributions import MultivariateNormal as PyroMultivariateNormal
 from pyro.distributions import Normal
 from torch import Tensor
 
+from .. import settings
 from .latent_data import LatentBatch
 from .latent_statistics import (
     WhitenedLatentStatistics,
     check_cholesky_info,
     run_sample_and_kl,
+    sample_and_kl,
     whitened_kl_divergence,
     whitened_prior,
     whitened_titsias_posterior,
@@ -88,7 +90,9 @@ class AmortizedHybridPosterior:
     @property
     def num_points(self) -> int:
         """The number of latent points conditioned on (of the union batch, with a statistics reducer)."""
-        return self.statistics.num_points if self._statistics is not None else self._batch().num_points
+        if self._statistics is not None:
+            return self._statistics.num_points
+        return (self._batch() if self.latent_batch is None else self.latent_batch).num_points
 
     @property
     def batch_shape(self) -> torch.Size:
@@ -129,7 +133,8 @@ class AmortizedHybridPosterior:
         yet, everything from the statistics to the draw and the KL runs as one function of tensors
         (:func:`~gpytorch_vae.variational.latent_statistics.sample_and_kl`, compiled under
         :class:`gpytorch_vae.settings.compile_gp`); the draws are the same either way."""
-        batch, noise = self._batch(), STANDARD_NORMAL if noise is None else noise
+        batch = self._batch() if self.latent_batch is None else self.latent_batch
+        noise = STANDARD_NORMAL if noise is None else noise
         sample_shape = torch.Size(sample_shape)
         terms = self.prior_terms
         if self._whitened is not None or self._statistics is not None:
@@ -140,11 +145,12 @@ class AmortizedHybridPosterior:
         options = dict(dtype=batch.y.dtype, device=batch.y.device)
         eps_v = torch.empty(*gp_shape, terms.interp.size(-2), **options).normal_()
         eps_z = noise((*gp_shape, batch.num_points), -1, **options)
-        z, kl, loc, scale_tril, info = run_sample_and_kl(
+        z, kl, loc, scale_tril, info = (run_sample_and_kl if settings.compile_gp._state else sample_and_kl)(
             terms.interp, terms.data_mean, terms.data_variance, batch.y, batch.noise, self.scale, terms.jitter,
             eps_v, eps_z,
         )  # fmt: skip
-        check_cholesky_info(info)
+        if settings.debug.on(info):
+            check_cholesky_info(info)
         self._whitened = PyroMultivariateNormal(loc, scale_tril=scale_tril, validate_args=False)
         self._kl = kl
         return z

@@ -138,7 +138,7 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         on :math:`[\mathbf U; \mathbf X]`, one Cholesky factorisation of :math:`\mathbf K_{mm}`. Terms that would not
         fit in memory are refused before allocating (estimated when the shapes change, not at every step)."""
         batch_shape = torch.broadcast_shapes(self.inducing_points.shape[:-2], x.shape[:-2])
-        shapes = (batch_shape, self.inducing_points.size(-2), x.size(-2), self._dtype)
+        shapes = (batch_shape, self.inducing_points.size(-2), x.size(-2), self.compute_dtype or self.inducing_points.dtype)
         if shapes != self._memory_checked_for:
             check_memory(self.model, *shapes)
             self._memory_checked_for = shapes
@@ -151,9 +151,13 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         return self.compute_dtype or self.inducing_points.dtype
 
     def _cast(self, x: Tensor, y: Tensor, noise: Tensor) -> tuple[Tensor, ...]:
-        """GP inputs to the model's dtype, latent data to the compute dtype (no copy when they already match)."""
+        """GP inputs to the model's dtype, latent data to the compute dtype (no cast when they already match)."""
         like = self.inducing_points
-        return x.to(like), y.to(device=like.device, dtype=self._dtype), noise.to(device=like.device, dtype=self._dtype)
+        dtype, device = self.compute_dtype or like.dtype, like.device
+        x = x if x.dtype == like.dtype and x.device == device else x.to(like)
+        y = y if y.dtype == dtype and y.device == device else y.to(device=device, dtype=dtype)
+        noise = noise if noise.dtype == dtype and noise.device == device else noise.to(device=device, dtype=dtype)
+        return x, y, noise
 
     def _model_dtype(self, value):
         """A tensor or MultivariateNormal in the model's dtype (the convenience layer's outputs)."""
@@ -168,7 +172,7 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
 
     def condition(
         self, x: Tensor, y: Tensor, noise: Tensor, num_data: int | None = None, observed: Tensor | None = None,
-        check_values: bool = True,
+        checked: bool = False,
     ) -> AmortizedHybridPosterior:  # fmt: skip
         r"""The posterior given a minibatch of the latent dataset (Eq. 9 with :math:`c = N/b`).
 
@@ -178,14 +182,14 @@ class AmortizedHybridVariationalStrategy(_VariationalStrategy):
         :param num_data: :math:`N`, the size of the whole dataset (default :math:`b`).
         :param observed: optional boolean mask broadcastable to ``y``: points where it is false carry no data (zero
             precision), e.g. the padding of data sets of unequal sizes batched together.
-        :param check_values: whether the values of the latent data are checked (under
-            :class:`gpytorch_vae.settings.debug`); a caller that has checked them (a latent prior) passes False.
+        :param checked: whether the caller has checked the latent data (:func:`check_latent_data`,
+            :func:`check_num_data`; a latent prior has): they are not checked again.
         """
         batch = LatentBatch.create(*self._cast(x, y, noise), num_data, self.inducing_points.size(-1), observed,
-                                   check_values)  # fmt: skip
+                                   checked)  # fmt: skip
         terms = self.prior_terms(batch.x)
         check_channels(batch.y, terms.chol.shape[:-2])
-        if not self._reduces():
+        if self.statistics_reducer is None or not self._reduces():
             return AmortizedHybridPosterior(terms, self.prior_terms, latent_batch=batch, scale=batch.scale)
         local = WhitenedLatentStatistics.from_interpolation(terms.interp, batch.y - terms.data_mean, batch.noise)
         reduced = self.statistics_reducer(local)  # the union batch of all ranks: c = N / b with b = sum_r b_r

@@ -32,11 +32,11 @@ def check_num_data(num_data, num_points: int) -> int | None:
 
 
 def check_inputs(x: Tensor, input_dim: int | None = None, batch_shape: torch.Size | None = None, name: str = "x",
-                 columns: str = "columns (as in training)") -> None:  # fmt: skip
+                 columns: str = "columns (as in training)", check_values: bool = True) -> None:  # fmt: skip
     """Inputs ``(..., n, D)``: a tensor with ``D == input_dim`` (when given) whose batch dims broadcast to
     ``batch_shape`` (when given: the latent batch ``(*batch, L)``, so that data sets batched as ``(B, L, n)`` take
-    inputs ``(B, 1, n, D)``), and finite values (checked under :class:`gpytorch_vae.settings.debug`). ``columns``:
-    what the message calls the ``D`` columns expected."""
+    inputs ``(B, 1, n, D)``), and, with ``check_values``, finite values (under :class:`gpytorch_vae.settings.debug`).
+    ``columns``: what the message calls the ``D`` columns expected."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() < 2:
@@ -48,7 +48,7 @@ def check_inputs(x: Tensor, input_dim: int | None = None, batch_shape: torch.Siz
         raise ValueError(f"{name} {_shape(x)} has batch dims {tuple(x.shape[:-2])}, which do not broadcast to the "
                          f"latent batch (*batch, L) = {tuple(batch_shape)}; expected {name} of shape (*batch, 1, n, D) "
                          f"or (n, D){hint}")  # fmt: skip
-    if settings.debug.on(x) and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+    if check_values and settings.debug.on(x) and x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} {_shape(x)} holds NaN or inf values")
 
 
@@ -60,15 +60,13 @@ def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
 
 
 def check_latent_data(x: Tensor, y: Tensor, noise: Tensor, observed: Tensor | None = None,
-                      input_dim: int | None = None, names: tuple[str, str, str] = ("x", "mean", "var"),
-                      check_values: bool = True) -> None:  # fmt: skip
+                      input_dim: int | None = None, names: tuple[str, str, str] = ("x", "mean", "var")) -> None:
     r"""The checks of a latent dataset, each naming the argument, what was expected and what came: inputs ``x``
     ``(..., b, D)`` (:func:`check_inputs`: ``D == input_dim`` when given, batch dims broadcasting to ``y``'s), targets
     ``y`` (e.g. encoder means) and ``noise`` (e.g. their variances) ``(*batch, b)`` of one shape with ``b >= 1``, ``observed`` a boolean mask broadcastable to ``y``.
 
     Values (finite ``x`` and ``y``; finite, positive ``noise``; only where ``observed`` is true) are checked under
-    :class:`gpytorch_vae.settings.debug` and with ``check_values`` (a caller that has checked them passes False), in
-    one host sync. ``names``: what the caller calls ``x``, ``y`` and ``noise`` (a latent GP: ``x``, ``y``,
+    :class:`gpytorch_vae.settings.debug`, in one host sync. ``names``: what the caller calls ``x``, ``y`` and ``noise`` (a latent GP: ``x``, ``y``,
     ``noise``)."""
     x_name, y_name, noise_name = names
     for name, t in zip(names, (x, y, noise)):
@@ -82,12 +80,12 @@ def check_latent_data(x: Tensor, y: Tensor, noise: Tensor, observed: Tensor | No
     if x.dim() >= 2 and x.size(-2) != y.size(-1):
         raise ValueError(f"{x_name} {_shape(x)} has {x.size(-2)} rows but {y_name} {_shape(y)} has b = {y.size(-1)} "
                          f"points: expected {x_name} of shape (..., b, D)")  # fmt: skip
-    with settings.debug(False):  # the values of x are checked below, with the others
-        check_inputs(x, input_dim, y.shape[:-1], x_name, "input columns (those of the inducing points)")
+    # the values of x are checked below, with the others
+    check_inputs(x, input_dim, y.shape[:-1], x_name, "input columns (those of the inducing points)", False)
     if observed is not None and (observed.dtype != torch.bool or not _broadcasts_to(observed.shape, y.shape)):
         raise ValueError(f"observed must be a boolean mask broadcastable to {y_name} {_shape(y)}, got {observed.dtype} "
                          f"{_shape(observed)}")  # fmt: skip
-    if not (check_values and settings.debug.on(y)):
+    if not settings.debug.on(y):
         return
     if observed is not None:
         y, noise = y[observed.expand_as(y)], noise[observed.expand_as(noise)]
@@ -124,6 +122,8 @@ class LatentBatch:
     y: Tensor
     noise: Tensor
     num_data: int
+    num_points: int  #: :math:`b`
+    scale: float  #: :math:`c = N/b`
 
     @classmethod
     def create(
@@ -134,24 +134,20 @@ class LatentBatch:
         num_data: int | None = None,
         input_dim: int | None = None,
         observed: Tensor | None = None,
-        check_values: bool = True,
+        checked: bool = False,
     ) -> LatentBatch:
-        """Check (:func:`check_latent_data`, :func:`check_num_data`) and default ``num_data`` to :math:`b`. Points
-        where ``observed`` is false carry no data: their noise becomes infinite (zero precision) and their target
-        zero."""
-        check_latent_data(x, y, noise, observed, input_dim, ("x", "y", "noise"), check_values)
-        num_data = check_num_data(num_data, y.size(-1))
+        """Check (:func:`check_latent_data`, :func:`check_num_data`; a caller that has run both passes ``checked``:
+        only the inputs' ``D == input_dim`` is checked again, as an input map may have changed them) and default
+        ``num_data`` to :math:`b`. Points where ``observed`` is false carry no data: their noise becomes infinite
+        (zero precision) and their target zero."""
+        if not checked:
+            check_latent_data(x, y, noise, observed, input_dim, ("x", "y", "noise"))
+            num_data = check_num_data(num_data, y.size(-1))
+        elif input_dim is not None and x.size(-1) != input_dim:
+            check_inputs(x, input_dim, name="the GP inputs", columns="input columns (those of the inducing points)")
         if observed is not None:
             y = torch.where(observed, y, torch.zeros_like(y))
             noise = torch.where(observed, noise, torch.full_like(noise, float("inf")))
-        return cls(x, y, noise, y.size(-1) if num_data is None else num_data)
-
-    @property
-    def num_points(self) -> int:
-        """:math:`b`."""
-        return self.y.size(-1)
-
-    @property
-    def scale(self) -> float:
-        """:math:`c = N/b`."""
-        return self.num_data / self.num_points
+        points = y.size(-1)
+        num_data = points if num_data is None else num_data
+        return cls(x, y, noise, num_data, points, num_data / points)

@@ -176,7 +176,7 @@ _compiled = {}
 
 def run_sample_and_kl(*args) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """:func:`sample_and_kl`, compiled when :class:`gpytorch_vae.settings.compile_gp` is on."""
-    if not settings.compile_gp.on():
+    if not settings.compile_gp._state:
         return sample_and_kl(*args)
     if "fn" not in _compiled:
         _compiled["fn"] = torch.compile(sample_and_kl, dynamic=False)

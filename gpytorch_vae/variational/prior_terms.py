@@ -12,6 +12,7 @@ from linear_operator.utils.cholesky import psd_safe_cholesky
 from linear_operator.utils.errors import NotPSDError
 from torch import Tensor
 
+from .. import settings
 from .diagnostics import check_prior_covariance, not_positive_definite
 
 
@@ -59,10 +60,12 @@ class WhitenedPriorTerms:
         full_output = prior_model.forward(torch.cat([inducing_points, x], dim=-2), **kwargs)
         full_covar = full_output.lazy_covariance_matrix
         rows = to_dense(full_covar[..., :num_inducing, :])  # one kernel evaluation for K_mm and K_mX
-        dtype = compute_dtype or rows.dtype
-        rows, mean = rows.to(dtype), full_output.mean.to(dtype)
+        dtype, mean = compute_dtype or rows.dtype, full_output.mean
+        if rows.dtype != dtype:  # the kernel ran in the model's dtype: factorise in the compute dtype
+            rows, mean = rows.to(dtype), mean.to(dtype)
         induc_induc = rows[..., :num_inducing]
-        check_prior_covariance(rows, prior_model, inducing_points, "inducing points")
+        if settings.debug.on(rows):
+            check_prior_covariance(rows, prior_model, inducing_points, "inducing points")
         induc_induc = induc_induc + jitter * torch.eye(num_inducing, dtype=induc_induc.dtype, device=induc_induc.device)
         # psd_safe_cholesky retries with more jitter and warns (NumericalWarning); on failure the library's message
         try:
@@ -71,12 +74,13 @@ class WhitenedPriorTerms:
             raise ValueError(not_positive_definite(prior_model, inducing_points, "inducing points", jitter)) from error
         interp = torch.linalg.solve_triangular(chol, rows[..., num_inducing:], upper=False)
         data_covar = full_covar[..., num_inducing:, num_inducing:]
+        variance = data_covar.diagonal(dim1=-1, dim2=-2)
         return cls(
             inducing_mean=mean[..., :num_inducing],
             chol=chol,
             interp=interp,
             data_mean=mean[..., num_inducing:],
-            data_variance=data_covar.diagonal(dim1=-1, dim2=-2).to(dtype),
+            data_variance=variance if variance.dtype == dtype else variance.to(dtype),
             data_covar=data_covar,
             jitter=jitter,
         )
