@@ -123,9 +123,10 @@ class GPVAE(torch.nn.Module):
     are NaN in ``y`` or False in an observation ``mask`` ``(*batch, b, *obs)``; see :meth:`observations`.
 
     **Dtypes.** The networks run in their own dtype (e.g. float32), the GP parts in the latent prior's
-    (``gp_dtype``, e.g. float64: the prior is converted at construction). Observations are cast to the encoder's
-    dtype when they come in; latent codes to the decoder's dtype in :meth:`decode`; the prior casts the latent
-    dataset to its own dtype in its ``condition``.
+    (``gp_dtype``, e.g. float64: the prior is converted at construction). Each value is cast once, where it passes
+    to the next owner, and only when the dtypes differ: observations to the encoder's dtype in :meth:`observations`,
+    the latent dataset (means and variances together) to the GP dtype in :meth:`latent_dataset`, latent codes to the
+    decoder's dtype in :meth:`decode`.
 
     :param encoder: module mapping ``y`` ``(*batch, b, *obs)`` (missing entries zero-filled; also the mask for an
         encoder with ``takes_mask``) to ``(mean, log_var)``, each ``(*batch, b, L)``.
@@ -489,7 +490,7 @@ class GPVAE(torch.nn.Module):
             mask = torch.ones_like(y, dtype=torch.bool)
         if posterior is None:
             posterior = self._posterior(x, y, mask, None)
-        else:
+        elif isinstance(x, Tensor) and x.dim() > 2:
             self._check_inputs(x, getattr(posterior, "shape", None))
         q = posterior.predict(x)  # marginals (*batch, L, b)
         output = self.decode(q.mean, x=x)
