@@ -3,9 +3,9 @@
 python benchmarks/healing_mnist_table.py --runs-dir runs/healing_mnist --seeds 0 1 2 \\
     --json benchmarks/results/healing_mnist_quick.json
 
-Run folders are ``RUNS_DIR/MODEL-MECHANISM_sSEED`` (``benchmarks/study.py`` names them so): the library's models from
-``examples/healing_mnist.py`` and ``pypots-MECHANISM_sSEED`` from ``benchmarks/pypots_healing_mnist.py``; variants
-under their own names (``--models svgpvae svgpvae_w3`` for runs named ``svgpvae_w3-MECHANISM_sSEED``). Every
+Run folders are ``RUNS_DIR/MODEL-MECHANISM_sSEED`` (``benchmarks/studies/study.py`` names them so): the library's
+models from ``examples/healing_mnist.py`` and ``pypots-MECHANISM_sSEED`` from ``benchmarks/pypots_healing_mnist.py``;
+variants under their own names (``--models svgpvae svgpvae_w3`` for runs named ``svgpvae_w3-MECHANISM_sSEED``). Every
 number is the final model's on the test sequences, over the missing entries (the protocol's metrics,
 ``docs/protocols/healing_mnist.md``).
 """

@@ -81,9 +81,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default=None, help=f"the MNIST IDX files (default ${DATA_ENV})")
     parser.add_argument("--cache-dir", default=None, help="the Healing MNIST cache folder")
     parser.add_argument("--out", required=True, help="run folder for metrics.json")
-    parser.add_argument("--resume", action="store_true", help="accepted for benchmarks/study.py: PyPOTS keeps no "
-                        "checkpoint here, so an unfinished run starts again")  # fmt: skip
-    parser.add_argument("--no-plots", action="store_true", help="accepted for benchmarks/study.py (no figures)")
+    parser.add_argument("--resume", action="store_true", help="accepted for benchmarks/studies/study.py: PyPOTS keeps "
+                        "no checkpoint here, so an unfinished run starts again")  # fmt: skip
+    parser.add_argument("--no-plots", action="store_true", help="accepted for benchmarks/studies/study.py (no figures)")
     return parser.parse_args(argv)
 
 

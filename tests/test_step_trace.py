@@ -1,4 +1,4 @@
-"""The step tracer of ``benchmarks/trace_step.py`` (issue 33, step 7) counts what it says it counts: on a toy
+"""The step tracer of ``benchmarks/speed/trace_step.py`` (issue 33, step 7) counts what it says it counts: on a toy
 package with a known number of calls, dtype changes, no-op casts and host syncs, and on the README's model; the
 steps stay within the numbers reached (issue 33's targets, but for the syncs gap that docs/architecture.md states);
 the table in docs/architecture.md is what the script prints."""
@@ -11,7 +11,8 @@ import textwrap
 import pytest
 import torch
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "trace_step.py"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "speed" / "trace_step.py"
 
 TOY = '''
 import torch
@@ -163,7 +164,8 @@ def test_one_step_stays_within_the_numbers_reached(trace_step, model):
 
 
 def test_the_architecture_page_shows_what_the_script_prints(trace_step):
-    page = (SCRIPT.parents[1] / "docs" / "architecture.md").read_text()
-    start = "<!-- benchmarks/trace_step.py --markdown -->\n"
-    table = page[page.index(start) + len(start) : page.index("\n<!-- end of benchmarks/trace_step.py --markdown -->")]
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    start = "<!-- benchmarks/speed/trace_step.py --markdown -->\n"
+    end = "\n<!-- end of benchmarks/speed/trace_step.py --markdown -->"
+    table = page[page.index(start) + len(start) : page.index(end)]
     assert table == trace_step.markdown()

@@ -1,6 +1,6 @@
 """Run a set of configurations of an example script (each once per seed), two at a time, skipping finished ones.
 
-python benchmarks/study.py --example rotated_mnist --runs-dir runs/study --seeds 0 1 --jobs 2 \\
+python benchmarks/studies/study.py --example rotated_mnist --runs-dir runs/study --seeds 0 1 --jobs 2 \\
     --config base="--model svgpvae --epochs 100 --eval-every 10" --config keras="--model svgpvae --epochs 100 \\
     --eval-every 10 --init keras"
 
@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def pending_runs(example: str, runs_dir: str, configs: dict[str, str], seeds, plots: bool = False,

@@ -1,10 +1,10 @@
 """Milliseconds per training step of every model: this tree against an earlier commit, side by side.
 
-python benchmarks/step_time_vs_commit.py --commit-tree /tmp/wt-ab19055 --rounds 5 \
+python benchmarks/speed/step_time_vs_commit.py --commit-tree /tmp/wt-ab19055 --rounds 5 \
     --json benchmarks/results/step_time_vs_ab19055.json
 
 ``--commit-tree`` is a work tree of the earlier commit (``git worktree add /tmp/wt-ab19055 ab19055``). Each round runs
-``benchmarks/step_time.py`` (one round of ``--steps`` steps per variant, eager, one thread) once in each tree,
+``benchmarks/speed/step_time.py`` (one round of ``--steps`` steps per variant, eager, one thread) once in each tree,
 alternately, in fresh processes, so both see the same machine; the table gives, per model, the median over rounds of
 each tree's step time and the ratio new / old.
 """
@@ -14,20 +14,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import statistics
 import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 import common
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 
 
 def step_times(tree: str, steps: int, threads: int) -> dict[str, float]:
     """``model -> ms per step`` of one run of the tree's ``step_time.py``."""
     path = os.path.join(tempfile.mkdtemp(prefix="step_time_"), "result.json")
-    command = [sys.executable, os.path.join(tree, "benchmarks", "step_time.py"), "--rounds", "1", "--steps",
+    script = os.path.join(tree, "benchmarks", "speed", "step_time.py")
+    if not os.path.exists(script):  # a commit before the benchmarks were grouped into folders
+        script = os.path.join(tree, "benchmarks", "step_time.py")
+    command = [sys.executable, script, "--rounds", "1", "--steps",
                str(steps), "--threads", str(threads), "--modes", "eager", "--json", path]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": tree, "OMP_NUM_THREADS": str(threads)}
     subprocess.run(command, check=True, capture_output=True, env=env, cwd=tree)

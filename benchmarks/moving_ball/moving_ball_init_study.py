@@ -1,8 +1,9 @@
 """The moving-ball initialisation study (issue #24): which network initialisation and learning rates make every model
 lock onto the ball's paths, across seeds and true lengthscales, and whether a learned lengthscale finds the truth.
 
-python benchmarks/moving_ball_init_study.py run --arms svgp-learned-torch --lengthscales 1.5 3 4 --seeds 1 2 --jobs 1
-python benchmarks/moving_ball_init_study.py report --json benchmarks/results/moving_ball_init_study.json
+python benchmarks/moving_ball/moving_ball_init_study.py run --arms svgp-learned-torch --lengthscales 1.5 3 4 \\
+    --seeds 1 2 --jobs 1
+python benchmarks/moving_ball/moving_ball_init_study.py report --json benchmarks/results/moving_ball_init_study.json
 
 Each run is ``examples/moving_ball.py`` with ``--threads 1`` in ``RUNS/ARM_lsL_sS`` (resumed where interrupted, skipped
 when finished); ``report`` reads every finished run and prints, per arm and true lengthscale, the runs, how many lock
@@ -18,10 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import statistics
+import sys
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 import common
-from study import pending_runs, run_queue
+from studies.study import pending_runs, run_queue
 
 SEEDS = (1, 2, 3, 4, 5)
 LENGTHSCALES = (1.5, 2.0, 3.0, 4.0)

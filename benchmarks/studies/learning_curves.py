@@ -1,6 +1,6 @@
 """Learning curves of rotated-MNIST runs against the reference implementation's (issue #11), as a table and a figure.
 
-python benchmarks/learning_curves.py --runs-dir runs/table1 --name svgpvae --seeds 0 1 2 3 4 \\
+python benchmarks/studies/learning_curves.py --runs-dir runs/table1 --name svgpvae --seeds 0 1 2 3 4 \\
     --figure docs/figures/rotated_mnist/learning_curve_svgpvae.png --json benchmarks/results/learning_curve_svgpvae.json
 
 Test MSE is the runs' evaluation trace (``--eval-every``; ``mse_sample``: one decoded posterior sample, the reference's
@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import statistics
+import sys
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 import common
 
 # The reference TF code on the same 4050/270 images and the same CPU, float64 (issue #11, measured outside this

@@ -1,7 +1,7 @@
 """Why the moving ball's latent paths lock on later when the true lengthscale is long: how much the GP prior prefers
 the affine code of a path to a warped one, with no networks at all.
 
-python benchmarks/moving_ball_warp_penalty.py --json benchmarks/results/moving_ball_warp_penalty.json
+python benchmarks/moving_ball/moving_ball_warp_penalty.py --json benchmarks/results/moving_ball_warp_penalty.json
 
 A decoder can read the ball's position from any invertible warp of it, so what pulls the codes onto (an affine map
 of) the true paths is the prior alone: the KL term, which for small encoder variances ``s`` is, per channel, minus
@@ -15,6 +15,10 @@ frame (mean over the paths) and the share of paths where it prefers the affine c
 
 from __future__ import annotations
 
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 import common
 import torch
 from moving_ball_lengthscale_bias import NUM_FRAMES, VIDEOS, exact_log_likelihoods, paths_parser, true_paths

@@ -3,7 +3,7 @@
 Runs each configuration with ``gpytorch_vae.experiments.moving_ball.run`` (skipping those whose metrics.json exists),
 then prints a table, writes ``OUT/sweep.json`` and plots ``OUT/rmse_vs_m.png``.
 
-    python benchmarks/moving_ball_sweep.py --steps 25000 --out runs/moving_ball_sweep
+    python benchmarks/moving_ball/moving_ball_sweep.py --steps 25000 --out runs/moving_ball_sweep
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
+import sys
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 import common  # noqa: F401  (examples/ on the import path)
 from experiments.moving_ball import run
 from experiments.plotting import pyplot

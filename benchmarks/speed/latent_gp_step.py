@@ -4,7 +4,7 @@ For each batch size b and number of inducing points m, times `hensman_bound().su
 strategy (L channels, float64) and the exact GP's `log_marginal_likelihood` + posterior, and prints the median of
 several repeats. Writes a JSON file.
 
-    python benchmarks/latent_gp_step.py --out benchmarks/results/latent_gp_step.json [--device cuda]
+    python benchmarks/speed/latent_gp_step.py --out benchmarks/results/latent_gp_step.json [--device cuda]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Rotated MNIST, Table 1: every model with several seeds; writes the table into docs/results.md and JSON.
 
-python benchmarks/rotated_mnist_table.py --runs-dir runs/rotated_mnist --seeds 0 1 2 --run-missing
+python benchmarks/studies/rotated_mnist_table.py --runs-dir runs/rotated_mnist --seeds 0 1 2 --run-missing
 
 Runs found in RUNS_DIR/<model>_s<seed>/metrics.json are reused; with --run-missing the others are trained (with the
 protocol's epochs unless --epochs is given). The table goes between the table markers of --markdown.
@@ -11,8 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import statistics
+import sys
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 import common
 from experiments.rotated_mnist import MODELS, run
 

@@ -1,6 +1,6 @@
 """Seconds per SVGP-VAE epoch on rotated MNIST: this tree against an earlier commit, side by side.
 
-python benchmarks/epoch_time_vs_commit.py --commit-tree /tmp/wt-dadff79 --threads 1 2 --epochs 6 --rounds 3
+python benchmarks/speed/epoch_time_vs_commit.py --commit-tree /tmp/wt-dadff79 --threads 1 2 --epochs 6 --rounds 3
 
 ``--commit-tree`` is a work tree of the earlier commit (``git worktree add /tmp/wt-dadff79 dadff79``). Each round
 runs ``examples/rotated_mnist.py --model svgpvae --epochs E`` once in each tree, alternately, for each thread count,
@@ -15,15 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 import common
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 
 
 def run(tree: str, threads: int, epochs: int, extra: list[str]) -> tuple[float, dict]:

@@ -1,6 +1,6 @@
 """What one training step does: calls into the package, dtype changes, no-op casts and host syncs (issue 33).
 
-python benchmarks/trace_step.py --out benchmarks/results/trace_step.json [--verbose]
+python benchmarks/speed/trace_step.py --out benchmarks/results/trace_step.json [--verbose]
 
 For each model a *step* is what :func:`gpytorch_vae.training.fit` runs per batch, :func:`gpytorch_vae.training.fit_step`
 (forward, loss, the loss and the logged values to the host, the backward pass, the optimizer step and fit's default
@@ -44,7 +44,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 PACKAGE_DIR = ROOT / "gpytorch_vae"
 
 #: issue 33's targets for one SVGP-VAE + GECO step (calls: ab19055's count)

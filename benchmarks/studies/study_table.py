@@ -1,6 +1,7 @@
-"""Tabulate an accuracy study (``benchmarks/study.py`` runs): test MSE at fixed epochs, mean over seeds.
+"""Tabulate an accuracy study (``benchmarks/studies/study.py`` runs): test MSE at fixed epochs, mean over seeds.
 
-python benchmarks/study_table.py --runs-dir runs/study --seeds 0 1 --epochs 40 100 --json benchmarks/results/study.json
+python benchmarks/studies/study_table.py --runs-dir runs/study --seeds 0 1 --epochs 40 100 \\
+    --json benchmarks/results/study.json
 
 One row per configuration (the run folders' ``NAME`` in ``NAME_sSEED``), with the options that the runs recorded in
 their ``metrics.json`` (initialisation, network dtype, batch order, GECO's bound, encoder-variance clip).
@@ -10,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import re
 import statistics
+import sys
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 import common
 
 OPTIONS = ("model", "init", "network_dtype", "shuffle", "lambda_max", "max_variance", "compiled")

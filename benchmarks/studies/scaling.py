@@ -4,13 +4,13 @@ Four parts, each resumable and writing its own results, then a report that joins
 
     # MSE at a fixed budget: the SVGP-VAE on 1, 2, 5 and 10 digit classes (Fig. 7), and with m = 8..32 inducing
     # points beside GPPVAE with GP-LVM dimension M = 8..32 (Fig. 6); two single-thread runs at a time
-    python benchmarks/scaling.py train --runs-dir runs/scaling --seeds 0 1 --epochs 100 --data-dir MNIST_DIR
+    python benchmarks/studies/scaling.py train --runs-dir runs/scaling --seeds 0 1 --epochs 100 --data-dir MNIST_DIR
     # time per epoch and peak memory, one single-thread process at a time (run it on a quiet machine)
-    python benchmarks/scaling.py timing --data-dir MNIST_DIR
+    python benchmarks/studies/scaling.py timing --data-dir MNIST_DIR
     # throughput of 1 process x 1 thread against torchrun with 2 processes x 1 thread (same global batch)
-    python benchmarks/scaling.py processes --data-dir MNIST_DIR
+    python benchmarks/studies/scaling.py processes --data-dir MNIST_DIR
     # tables (stdout), benchmarks/results/scaling.json and the figures in docs/figures/scaling/
-    python benchmarks/scaling.py report --runs-dir runs/scaling --seeds 0 1
+    python benchmarks/studies/scaling.py report --runs-dir runs/scaling --seeds 0 1
 
 Every run is ``examples/rotated_mnist.py`` (so every number here can be reproduced with one command of it);
 ``--data-dir`` (or ``$GPYTORCH_VAE_DATA``) is the folder with the MNIST IDX files, needed for more than digit 3.
@@ -21,11 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import statistics
 import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 import common
 import numpy as np
 from study import ROOT, pending_runs, run_queue

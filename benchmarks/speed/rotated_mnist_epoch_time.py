@@ -1,6 +1,6 @@
 """Seconds per training epoch on rotated MNIST (4050 images, batch 256), every model on this machine.
 
-python benchmarks/rotated_mnist_epoch_time.py --rounds 5 --threads 1
+python benchmarks/speed/rotated_mnist_epoch_time.py --rounds 5 --threads 1
 
 Models take turns epoch by epoch (round robin), so that all see the same machine load; the table reports the median
 over rounds (after one warm-up round) and the ratio to the CVAE. GPPVAE is timed in both of its phases.
@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import statistics
+import sys
 import time
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 import common  # noqa: F401  (examples/ on the import path)
 import pyro
 import torch

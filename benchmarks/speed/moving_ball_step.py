@@ -2,7 +2,7 @@
 
 Median over repeats after warm-up; prints a table and writes JSON.
 
-    python benchmarks/moving_ball_step.py --out benchmarks/results/moving_ball_step_cpu.json
+    python benchmarks/speed/moving_ball_step.py --out benchmarks/results/moving_ball_step_cpu.json
 """
 
 from __future__ import annotations
@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import statistics
+import sys
 import time
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 import common  # noqa: F401  (examples/ on the import path)
 import pyro
 import torch

@@ -1,6 +1,6 @@
 """Time of one training step of every model against its plain-network floor, eager and compiled.
 
-python benchmarks/step_time.py --threads 1 --rounds 7 --json benchmarks/results/step_time_1thread.json
+python benchmarks/speed/step_time.py --threads 1 --rounds 7 --json benchmarks/results/step_time_1thread.json
 
 For each model the *step* is ``gpytorch_vae.training.fit_step`` of the model's objective (what ``fit`` runs
 per batch) on the protocol's batches; GPPVAE's phases are timed as whole ``fit_gppvae`` epochs (their per-epoch
@@ -18,11 +18,14 @@ import argparse
 import copy
 import itertools
 import math
+import pathlib
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 import common
 import numpy as np
 import pyro

@@ -1,7 +1,8 @@
 """Why a learned lengthscale misses the truth on the moving ball with m = 15: the sparse bound's own optimum, with no
 networks at all.
 
-python benchmarks/moving_ball_lengthscale_bias.py --json benchmarks/results/moving_ball_lengthscale_bias.json
+python benchmarks/moving_ball/moving_ball_lengthscale_bias.py \\
+    --json benchmarks/results/moving_ball_lengthscale_bias.json
 
 The SVGP-VAE's bound with the batch-Titsias q(u) (SVGP-VAE Eq. 9 in Eq. 7) is, per latent channel, Titsias's collapsed
 bound ``log N(y | 0, Q + s I) - tr(K - Q) / (2 s)`` with ``Q = K_xu K_uu^-1 K_ux`` and the encoder variances ``s`` as
@@ -23,9 +24,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import pathlib
 import statistics
+import sys
 from functools import partial
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 import common
 import torch
 from gpytorch.distributions import MultivariateNormal
