@@ -10,6 +10,15 @@ SVIGP: its decoder alone). Both run eagerly and with the networks (and, for the 
 ``gpytorch_vae.settings.compile_gp``) under ``torch.compile``; compile time is reported separately. All
 variants take turns, ``--rounds`` rounds of ``--steps`` steps, so they see the same machine; the table reports
 medians over rounds and the ratio step / floor.
+
+python benchmarks/speed/step_time.py --commit-tree /tmp/wt-ab19055 --rounds 5 \\
+    --json benchmarks/results/step_time_vs_ab19055.json
+
+``--commit-tree`` is a work tree of an earlier commit (``git worktree add /tmp/wt-ab19055 ab19055``): each round then
+runs this script (one round of ``--steps`` steps per variant, eager, ``--threads``) once in each tree, alternately, in
+fresh processes, so both see the same machine (the earlier commit's copy at its own path, ``benchmarks/speed/`` or,
+before the benchmarks were grouped, ``benchmarks/``); the table gives, per model, the median over rounds of each
+tree's step time and the ratio new / old.
 """
 
 from __future__ import annotations
@@ -17,10 +26,14 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
+import json
 import math
+import os
 import pathlib
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -41,6 +54,7 @@ from gpytorch_vae.nn import compile_networks
 from gpytorch_vae.objectives import ELBO
 from gpytorch_vae.training import fit_step
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 ROTATED = ("svgpvae", "cvae", "fgpvae", "deep-svigp", "deep-svigp-mean")
 GPPVAE_PHASES = {"gppvae VAE phase": (1, 0, 0), "gppvae GP phase": (0, 1, 0), "gppvae joint phase": (0, 0, 1)}
 BALL = ("vae", "gpvae", "svgpvae")
@@ -154,6 +168,42 @@ def ball_variants(name: str) -> tuple[Variant, Variant]:
     )
 
 
+def tree_step_times(tree: str, steps: int, threads: int) -> dict[str, float]:
+    """``model -> ms per step`` of one eager round of the tree's copy of this script, in a fresh process."""
+    path = os.path.join(tempfile.mkdtemp(prefix="step_time_"), "result.json")
+    script = os.path.join(tree, "benchmarks", "speed", "step_time.py")
+    if not os.path.exists(script):  # a commit before the benchmarks were grouped into folders
+        script = os.path.join(tree, "benchmarks", "step_time.py")
+    command = [sys.executable, script, "--rounds", "1", "--steps",
+               str(steps), "--threads", str(threads), "--modes", "eager", "--json", path]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": tree, "OMP_NUM_THREADS": str(threads)}
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=tree)
+    with open(path) as f:
+        return {row["model"]: row["step_ms"] for row in json.load(f)["rows"]}
+
+
+def against_commit(args: argparse.Namespace) -> None:
+    """``--commit-tree``: this tree's and the earlier commit's step times, round by round, side by side."""
+    new, old = {}, {}
+    for r in range(args.rounds):
+        for tree, times in ((str(ROOT), new), (args.commit_tree, old)):
+            for model, ms in tree_step_times(tree, args.steps, args.threads).items():
+                times.setdefault(model, []).append(ms)
+        print(f"round {r + 1}/{args.rounds} done", flush=True)
+    rows = []
+    for model in new:
+        if model in old:
+            a, b = statistics.median(old[model]), statistics.median(new[model])
+            rows.append({"model": model, "before_ms": a, "after_ms": b, "after / before": b / a})
+    print(f"threads {args.threads}, eager, {args.rounds} rounds x {args.steps} steps, medians over rounds")
+    print(common.markdown_table(rows, ["model", "before_ms", "after_ms", "after / before"],
+                                {"before_ms": ".1f", "after_ms": ".1f", "after / before": ".2f"}))  # fmt: skip
+    machine = {**common.machine(), "threads": args.threads}  # the steps' threads (this process's are not timed)
+    common.save(args.json or "benchmarks/results/step_time_vs_commit.json",
+                {"machine": machine, "commit_tree": args.commit_tree, "rounds": args.rounds, "steps": args.steps,
+                 "rows": rows, "times": {"before": old, "after": new}})  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -161,8 +211,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="steps per variant and round")
     parser.add_argument("--models", nargs="+", default=[*ROTATED, *GPPVAE_PHASES, *("ball " + b for b in BALL)])
     parser.add_argument("--modes", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"])
-    parser.add_argument("--json", default="benchmarks/results/step_time.json")
+    parser.add_argument("--json", default=None, help="default benchmarks/results/step_time.json "
+                        "(with --commit-tree: step_time_vs_commit.json)")  # fmt: skip
+    parser.add_argument("--commit-tree", default=None, help="a work tree of an earlier commit: time both, eager")
     args = parser.parse_args()
+    if args.commit_tree:
+        against_commit(args)
+        return
+    args.json = args.json or "benchmarks/results/step_time.json"
     torch.set_num_threads(args.threads)
     data = load_rotated_mnist()
     variants = []
