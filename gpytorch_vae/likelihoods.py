@@ -111,7 +111,7 @@ class BernoulliLikelihood(ObservationLikelihood):
         return dist.Bernoulli(logits=output, validate_args=False)  # [0, 1]-valued targets are allowed
 
     def mean(self, output: Tensor) -> Tensor:
-        """:math:`\sigma(\text{output})`, the Bernoulli's mean (as its ``mean``, without building it)."""
+        r""":math:`\sigma(\text{output})`, the Bernoulli's mean (as its ``mean``, without building it)."""
         return torch.sigmoid(output)
 
 
