@@ -609,5 +609,4 @@ def _check_config(c: ImputerConfig) -> None:
 
 
 def _batches(size: int, *tensors: Tensor):
-    for start in range(0, len(tensors[0]), size):
-        yield tuple(t[start : start + size] for t in tensors)
+    return zip(*(t.split(size) for t in tensors))

@@ -74,6 +74,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmar
 import common  # noqa: E402
 
 from gpytorch_vae.data.real_series import load_real_series, make_mask, mcar_mask  # noqa: E402
+from gpytorch_vae.imputer import Windows  # noqa: E402
 from gpytorch_vae.io import write_json  # noqa: E402
 
 #: The patterns run on each data set.
@@ -174,24 +175,6 @@ def linear_method(x: np.ndarray, times: np.ndarray, eval_mask: np.ndarray, seed:
     return Imputation(out.reshape(x.shape), info={"sequence_features_never_observed": never})
 
 
-def _windows(n_steps: int) -> np.ndarray:
-    """Start steps of the windows over a long series: every STRIDE steps, the last one ending at the end."""
-    starts = list(range(0, max(n_steps - WINDOW, 0) + 1, STRIDE))
-    if starts[-1] + WINDOW < n_steps:
-        starts.append(n_steps - WINDOW)
-    return np.asarray(starts)
-
-
-def _stitch(window_values: np.ndarray, starts: np.ndarray, n_steps: int) -> np.ndarray:
-    """``(n_windows, WINDOW, F)`` -> ``(n_steps, F)``: each step from the window in which it is most central."""
-    steps = np.arange(n_steps)
-    offset = steps[:, None] - starts[None, :]  # (n_steps, n_windows)
-    inside = (offset >= 0) & (offset < WINDOW)
-    distance = np.where(inside, np.abs(offset - (WINDOW - 1) / 2), np.inf)
-    best = distance.argmin(axis=1)
-    return window_values[best, steps - starts[best]]
-
-
 def _validation_split(n_windows: int, starts: np.ndarray | None, n_steps: int, seed: int):
     """Indices of the training and validation windows (see the module's docstring)."""
     rng = np.random.default_rng(10_000 + seed)
@@ -219,8 +202,8 @@ def pypots_method(model: str) -> Method:
 
         long = x.ndim == 2
         if long:
-            starts = _windows(len(x))
-            windows = np.stack([x[s : s + WINDOW] for s in starts])
+            cover = Windows.cover(len(x), WINDOW, 1 - STRIDE / WINDOW)  # the imputer's windows and stitching
+            starts, windows = cover.starts, cover.cut(x[None])
         else:
             starts, windows = None, x
         train, val = _validation_split(len(windows), starts, x.shape[-2], seed)
@@ -237,7 +220,7 @@ def pypots_method(model: str) -> Method:
         imputed = np.asarray(net.predict({"X": windows})["imputation"], dtype=np.float64)
         if imputed.ndim == 4:  # GPVAE: (n, n_sampling_times, T, F); its imputation is the posterior mean's decoding
             imputed = imputed.mean(axis=1)
-        mean = _stitch(imputed, starts, len(x)) if long else imputed
+        mean = cover.join(imputed, 1, len(x))[0] if long else imputed
         info = {"sizes": {k: list(v) if isinstance(v, tuple) else v for k, v in sizes.items()},
                 "training": {**PYPOTS_TRAINING, "epochs": PYPOTS_EPOCHS[model]},
                 "window": WINDOW if long else x.shape[1], "stride": STRIDE if long else None,
