@@ -131,6 +131,15 @@ class TestNamedAtTheBoundary:
         ):  # fmt: skip
             prior.condition(*latent(), 10).rsample()
 
+    def test_without_debug_a_failed_factorisation_is_nan_for_the_loss_check(self):
+        constraint = gpytorch.constraints.Interval(-5.0, 5.0)
+        kernel = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(batch_shape=torch.Size([2])),
+                                              batch_shape=torch.Size([2]), outputscale_constraint=constraint)  # fmt: skip
+        kernel.outputscale = -1.0
+        prior = SparseLatentPrior(SparseLatentGP(torch.linspace(0, 5, 6).unsqueeze(-1), kernel).double())
+        with settings.debug(False):  # no host sync for the Cholesky's status: never a silent wrong factor
+            assert torch.isnan(prior.condition(*latent(), 10).rsample()).all()
+
     @pytest.mark.parametrize("masked", [False, True])
     def test_observations_of_another_width_than_the_encoder_s_are_named_before_it_runs(self, masked):
         encoder = MLPEncoder(32 if masked else 16, 8, 2)

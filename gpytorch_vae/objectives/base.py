@@ -13,6 +13,7 @@ from torch import Tensor
 
 from ..variational.latent_data import check_num_data
 
+
 class _Omitted:
     """The default of ``num_data``: not given (``fit`` gives the data set's length for its run)."""
 

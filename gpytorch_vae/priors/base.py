@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ..variational.noise import STANDARD_NORMAL, StandardNormalNoise
 
+
 def marginal_distribution(mean: Tensor, variance: Tensor) -> MultivariateNormal:
     """Independent marginals as a GPyTorch :class:`~gpytorch.distributions.MultivariateNormal` (diagonal
     covariance), the form GPyTorch's strategies use for marginal predictions."""

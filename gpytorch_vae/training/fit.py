@@ -116,7 +116,9 @@ def train_step(objective, optimizer, batch: Sequence, before_step: Sequence[Call
     optimizer.zero_grad()
     if not math.isfinite(values[0]):
         raise NonFiniteLossError(f"the loss is {values[0]} (lower the learning rate, clip gradients with "
-                                 f"ClipGradients, or skip such steps with SkipNonFinite); the step was not applied")  # fmt: skip
+                                 f"ClipGradients, or skip such steps with SkipNonFinite; under "
+                                 f"gpytorch_vae.settings.debug(True) every input and factorisation of the step is "
+                                 f"checked and the first bad one named); the step was not applied")  # fmt: skip
     logs = dict(zip(logged, values[1:]))
     terms.loss.backward()
     for hook in before_step:

@@ -15,8 +15,8 @@ from pyro.distributions import MultivariateNormal as PyroMultivariateNormal
 from torch import Tensor
 
 from .amortized_hybrid_posterior import AmortizedHybridPosterior
-from .latent_data import LatentBatch, check_channels
 from .diagnostics import check_memory
+from .latent_data import LatentBatch, check_channels
 from .latent_statistics import StatisticsReducer, WhitenedLatentStatistics
 from .prior_terms import WhitenedPriorTerms
 

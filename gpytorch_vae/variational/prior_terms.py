@@ -64,14 +64,19 @@ class WhitenedPriorTerms:
         if rows.dtype != dtype:  # the kernel ran in the model's dtype: factorise in the compute dtype
             rows, mean = rows.to(dtype), mean.to(dtype)
         induc_induc = rows[..., :num_inducing]
-        if settings.debug.on(rows):
+        checked = settings.debug.on(rows)
+        if checked:
             check_prior_covariance(rows, prior_model, inducing_points, "inducing points")
         induc_induc = induc_induc + jitter * torch.eye(num_inducing, dtype=induc_induc.dtype, device=induc_induc.device)
-        # psd_safe_cholesky retries with more jitter and warns (NumericalWarning); on failure the library's message
-        try:
-            chol = psd_safe_cholesky(induc_induc)
-        except NotPSDError as error:
-            raise ValueError(not_positive_definite(prior_model, inducing_points, "inducing points", jitter)) from error
+        if checked:  # psd_safe_cholesky retries with more jitter and warns; else the library's message
+            try:
+                chol = psd_safe_cholesky(induc_induc)
+            except NotPSDError as error:
+                message = not_positive_definite(prior_model, inducing_points, "inducing points", jitter)
+                raise ValueError(message) from error
+        else:  # no host sync: a failed factorisation turns into NaN, which the step's one loss check refuses
+            chol, info = torch.linalg.cholesky_ex(induc_induc)
+            chol = torch.where((info == 0)[..., None, None], chol, torch.nan)
         interp = torch.linalg.solve_triangular(chol, rows[..., num_inducing:], upper=False)
         data_covar = full_covar[..., num_inducing:, num_inducing:]
         variance = data_covar.diagonal(dim1=-1, dim2=-2)
@@ -116,7 +121,8 @@ class WhitenedPriorTerms:
 
 
 def predictive_marginals(interp: Tensor, data_mean: Tensor, data_variance: Tensor, jitter: float,
-                         whitened_values: Tensor, whitened_covar_root: Tensor | None) -> tuple[Tensor, Tensor]:  # fmt: skip
+                         whitened_values: Tensor,
+                         whitened_covar_root: Tensor | None) -> tuple[Tensor, Tensor]:  # fmt: skip
     r"""Means and variances of the predictive of Eq. 3 in whitened form at inputs with prior terms
     :math:`\boldsymbol\Phi` = ``interp``, :math:`m(\mathbf x_i)` = ``data_mean`` and :math:`k_{ii}` =
     ``data_variance``, in :math:`O(m^2 n)`:
