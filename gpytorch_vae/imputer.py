@@ -37,12 +37,19 @@ __all__ = [
     "ImputationDistribution",
     "ImputerConfig",
     "Windows",
+    "class_entries",
     "estimate_period",
+    "fit_blend_weights",
+    "gap_distance",
     "interpolation_context",
     "seasonal_context",
+    "validation_holdout",
 ]
 
-FORMAT = 1  # of the files written by GPVAEImputer.save
+FORMAT = 2  # of the files written by GPVAEImputer.save
+DISTANCE_BINS = 8  # calibration classes of the distance d to the nearest observation: d < 2, [2, 4), ..., >= 128
+MIN_CALIBRATION_ENTRIES = 50  # held-out entries a distance class needs for a factor (or blend weight) of its own
+BLEND_GRID = np.linspace(0.0, 1.0, 11)  # the interpolation's candidate weights in the baseline
 
 
 @dataclass
@@ -118,6 +125,87 @@ def _times(times, shape: tuple[int, int, int]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------- context
+def _kept_neighbours(kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every entry of ``kept`` ``(n, T, F)``: the index of the previous and of the next kept entry of its feature
+    strictly before and after it (-1 and ``T`` where there is none). Numpy's running maxima, not a loop."""
+    n, length, features = kept.shape
+    index = np.broadcast_to(np.arange(length)[None, :, None], kept.shape)
+    before = np.maximum.accumulate(np.where(kept, index, -1), axis=1)  # last kept index at or before t
+    before = np.concatenate([np.full((n, 1, features), -1), before[:, :-1]], axis=1)  # strictly before
+    after = np.minimum.accumulate(np.where(kept, index, length)[:, ::-1], axis=1)[:, ::-1]
+    after = np.concatenate([after[:, 1:], np.full((n, 1, features), length)], axis=1)  # strictly after
+    return before, after
+
+
+def gap_distance(kept: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """The time (in steps) from every entry ``(n, T, F)`` to the nearest *other* kept entry of its feature in its
+    sequence (``inf`` where the feature has none), from the mask ``kept`` and times ``(n, T)`` in steps: 1 for a
+    random hole of a regular series, growing towards the middle of a gap."""
+    before, after = _kept_neighbours(kept)
+    length = kept.shape[1]
+    times = np.broadcast_to(steps[..., None], kept.shape)
+    since = np.where(before >= 0, times - np.take_along_axis(times, before.clip(0), axis=1), np.inf)
+    until = np.where(after < length, np.take_along_axis(times, after.clip(max=length - 1), axis=1) - times, np.inf)
+    return np.minimum(since, until)
+
+
+def distance_bin(distance: np.ndarray) -> np.ndarray:
+    """The calibration class of each distance (in steps) to the nearest observation: 0 below 2 steps, then one class
+    per doubling, the last (``DISTANCE_BINS - 1``) from 128 steps and for entries with no observation at all."""
+    octave = np.floor(np.log2(np.maximum(np.nan_to_num(distance, posinf=2.0**DISTANCE_BINS), 1.0)))
+    return np.clip(octave, 0, DISTANCE_BINS - 1).astype(np.int64)
+
+
+def class_entries(classes: np.ndarray, distance: np.ndarray, c: int) -> np.ndarray:
+    """Which of some held-out entries (their :func:`distance_bin` ``classes`` and ``distance``, 1-D) stand for
+    distance class ``c``: its own entries if it has ``MIN_CALIBRATION_ENTRIES``, else the ``MIN_CALIBRATION_ENTRIES``
+    entries farthest from the data among those of class ``c`` or nearer (the far classes, which few validation gaps
+    reach, borrow from the farthest entries there are)."""
+    chosen = classes == c
+    if chosen.sum() >= MIN_CALIBRATION_ENTRIES:
+        return chosen
+    far = np.where(classes <= c, np.nan_to_num(distance, posinf=np.finfo(np.float64).max), -1.0)
+    chosen = np.zeros_like(chosen)
+    chosen[np.argsort(-far, kind="stable")[:MIN_CALIBRATION_ENTRIES]] = True
+    return chosen
+
+
+def fit_blend_weights(first: np.ndarray, second: np.ndarray, truth: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    r"""Per distance class (:func:`distance_bin`), the weight :math:`w` in ``BLEND_GRID`` of ``first`` in the blend
+    :math:`w\,\hat y_1 + (1 - w)\,\hat y_2` of two estimates with the least absolute error on held-out entries (1-D
+    arrays of the two estimates, the true values and the distances to the data; :func:`class_entries` for classes
+    with few entries). The imputer blends the interpolation (first) and the seasonal estimate: near the data the
+    interpolation wins, in the middle of a long gap the cycle; and the model's imputation (first) and that baseline.
+    A grid search: 11 weights x 8 classes."""
+    classes = distance_bin(distance)
+    weights = np.ones(DISTANCE_BINS)
+    for c in range(DISTANCE_BINS):
+        chosen = class_entries(classes, distance, c)
+        if chosen.any():
+            step = first[chosen] - second[chosen]
+            errors = [np.abs(second[chosen] + w * step - truth[chosen]).mean() for w in BLEND_GRID]
+            weights[c] = BLEND_GRID[int(np.argmin(errors))]
+    return weights
+
+
+def validation_holdout(observed: np.ndarray, fraction: float, longest: int, rng: np.random.Generator) -> np.ndarray:
+    """The entries hidden from training for early stopping and for calibrating the intervals, ``(n, T, F)``: about
+    half of ``fraction`` of the observed entries at random and, for the other half, gaps of every feature, runs of 2
+    to ``longest`` steps (log-uniform lengths) in random sequences, so that both see random holes *and* gaps (an
+    interval calibrated on random holes alone is far too narrow in the middle of a blackout)."""
+    n, length, _ = observed.shape
+    hidden = observed & (rng.random(observed.shape) < fraction / 2)
+    gaps = np.zeros((n, length), dtype=bool)
+    longest = max(2, min(longest, length - 1))
+    budget = fraction / 2 * n * length
+    while budget > 0:
+        run = int(round(math.exp(rng.uniform(math.log(2), math.log(longest)))))
+        start = int(rng.integers(0, length - run + 1))
+        gaps[int(rng.integers(n)), start : start + run] = True
+        budget -= run
+    return hidden | (gaps[..., None] & observed)
+
+
 def interpolation_context(values: np.ndarray, kept: np.ndarray, steps: np.ndarray, horizon: float) -> np.ndarray:
     r"""What the observed neighbours say about every entry, ``(n, T, 3F)`` from values ``(n, T, F)`` (read where
     ``kept``), the mask ``kept`` and times ``(n, T)`` in steps:
@@ -129,14 +217,10 @@ def interpolation_context(values: np.ndarray, kept: np.ndarray, steps: np.ndarra
     - the time since the previous kept entry and until the next one, over ``horizon`` and clipped at 1 (1 without
       one).
 
-    Written with numpy's running maxima rather than a loop: no library computes this leave-one-out form.
+    No library computes this leave-one-out form; it is written with numpy (:func:`_kept_neighbours`).
     """
-    n, length, features = values.shape
-    index = np.broadcast_to(np.arange(length)[None, :, None], values.shape)
-    before = np.maximum.accumulate(np.where(kept, index, -1), axis=1)  # last kept index at or before t
-    before = np.concatenate([np.full((n, 1, features), -1), before[:, :-1]], axis=1)  # strictly before
-    after = np.minimum.accumulate(np.where(kept, index, length)[:, ::-1], axis=1)[:, ::-1]
-    after = np.concatenate([after[:, 1:], np.full((n, 1, features), length)], axis=1)  # strictly after
+    length = values.shape[1]
+    before, after = _kept_neighbours(kept)
     has_before, has_after = before >= 0, after < length
     both = has_before & has_after
     times = np.broadcast_to(steps[..., None], values.shape)
@@ -254,7 +338,8 @@ class ImputationDistribution:
     :ivar std: predictive standard deviations (0 where observed).
     :ivar samples: ``(K, *X.shape)`` multiple imputations, one per draw (observed entries kept).
     :ivar component_means: ``(K, *X.shape)`` the mixture's component means :math:`\mu_k`.
-    :ivar noise_std: ``(n_features,)`` the likelihood's :math:`\sigma_f`.
+    :ivar noise_std: the likelihood's :math:`\sigma_f` for every entry, times the calibration factor of the entry's
+        distance to the nearest observation (:meth:`GPVAEImputer.fit`); shaped like ``X``.
     :ivar observed: True where ``X`` was observed.
     """
 
@@ -296,15 +381,16 @@ def _erf(x: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------------- the imputer
 class _EarlyStopping(Callback):
-    """Every ``every`` epochs: the imputation MAE on the held-out validation entries; keeps the best model's state
+    """Every ``every`` epochs: the imputation MAE on the held-out validation entries, the model's departure from the
+    baseline weighted per distance class (:meth:`GPVAEImputer.fit_gates`); keeps the best model's state and weights
     and stops the run after ``patience`` epochs without improvement."""
 
-    def __init__(self, imputer: GPVAEImputer, data: tuple, every: int, patience: int):
-        self.imputer, self.data, self.every, self.patience = imputer, data, every, patience
-        self.best, self.best_epoch, self.best_state, self.trace = math.inf, 0, None, []
+    def __init__(self, imputer: GPVAEImputer, data: tuple, distance: np.ndarray, every: int, patience: int):
+        self.imputer, self.data, self.distance, self.every, self.patience = imputer, data, distance, every, patience
+        self.best, self.best_epoch, self.best_state, self.best_gates, self.trace = math.inf, 0, None, None, []
 
     def on_fit_start(self, state) -> None:
-        self.on_epoch_end(state, {})  # the untrained model is a candidate too (with context: the interpolation)
+        self.on_epoch_end(state, {})  # the untrained model is a candidate too (with context: the baseline)
 
     def on_epoch_end(self, state, logs) -> None:
         if state.epoch % self.every:
@@ -312,10 +398,12 @@ class _EarlyStopping(Callback):
         x, y, mask, held_out, truth = self.data
         with torch.random.fork_rng():
             mean = self.imputer.model_mean(x, y, mask)
-        error = float((mean - truth).abs()[held_out].mean())
+        gates = self.imputer.fit_gates(x, mean, held_out, truth, self.distance)
+        gated = self.imputer.gated(x, mean, self.distance, gates)
+        error = float((gated - truth).abs()[held_out].mean())
         self.trace.append({"epoch": state.epoch, "validation_mae": error})
         if error < self.best:
-            self.best, self.best_epoch = error, state.epoch
+            self.best, self.best_epoch, self.best_gates = error, state.epoch, gates
             self.best_state = copy.deepcopy(self.imputer.model.state_dict())
         elif state.epoch - self.best_epoch >= self.patience:
             state.stop = True
@@ -337,9 +425,11 @@ class GPVAEImputer:
     half a window (fast and slow latent factors), the noise is floored at ``noise_floor`` (standardised units).
 
     Training maximises the ELBO (:class:`~gpytorch_vae.objectives.ELBO`, every window its own GP data set) with
-    :func:`~gpytorch_vae.training.fit`; a ``validation_fraction`` of the observed entries is hidden from training and
-    the model with the lowest imputation MAE on them is kept (early stopping after ``patience`` epochs without
-    improvement, checked every ``eval_every`` epochs).
+    :func:`~gpytorch_vae.training.fit`; a ``validation_fraction`` of the observed entries, half at random and half in
+    gaps of every feature (:func:`validation_holdout`), is hidden from training and the model with the lowest
+    imputation MAE on them is kept (early stopping after ``patience`` epochs without improvement, checked every
+    ``eval_every`` epochs). The same entries then set the width of the predictive intervals, one factor on the
+    noise per class of distance to the nearest observation (:meth:`_calibrate`): wider in the middle of a gap.
 
     :param latent_dim: latent channels :math:`L` (one GP each).
     :param hidden: width of the encoder's and decoder's two hidden layers.
@@ -352,11 +442,14 @@ class GPVAEImputer:
         ``epochs``).
     :param num_samples: posterior draws of the codes for :meth:`predict` (the mixture's components).
     :param noise_floor: the lowest noise variance of a feature (standardised units).
-    :param context: whether the networks read the :func:`interpolation_context` of every step (the encoder beside
-        the values; the decoder gives the departure from the interpolation, :class:`~gpytorch_vae.nn.ResidualDecoder`).
+    :param context: whether the networks read naive estimates of every entry from its observed neighbours: the
+        :func:`interpolation_context` (the encoder beside the values; the decoder gives the departure from a
+        baseline, :class:`~gpytorch_vae.nn.ResidualDecoder`, which is the interpolation without a cycle).
     :param period: with ``context``, the period of the series' cycle in steps (e.g. 24 for a daily cycle of hourly
         data), whose :func:`seasonal_context` the networks read too; ``"auto"``: :func:`estimate_period` of the
-        data; ``None``: no cycle.
+        data; ``None``: no cycle. With a cycle the baseline blends the interpolation and the seasonal estimate, with
+        a weight per class of distance to the nearest observation fitted on the validation entries
+        (:func:`fit_blend_weights`): the interpolation near the data, the cycle's shape inside a long gap.
     :param seed: seeds the model's initialisation, the validation split, the batches and the draws.
     :param progress: show a progress bar while fitting.
     """
@@ -373,7 +466,9 @@ class GPVAEImputer:
         _check_config(self.config)
         self.model: GPVAE | None = None
         self.history: dict = {}
-        self.noise_scale = 1.0
+        self.noise_scale = np.ones(DISTANCE_BINS)  # the calibration factors per distance class
+        self.blend_weights = np.ones(DISTANCE_BINS)  # the interpolation's weight in the baseline, per distance class
+        self.residual_gates = np.ones(DISTANCE_BINS)  # the weight of the model's departure from it, per class
 
     # ------------------------------------------------------------------ the model
     def _build(self, num_features: int) -> GPVAE:
@@ -388,7 +483,7 @@ class GPVAEImputer:
         longest = max(2.0, self.window_length / 2)
         starts = torch.logspace(0.0, math.log10(longest), c.latent_dim, dtype=torch.float64)
         kernel.lengthscale = starts.view(c.latent_dim, 1, 1)
-        context = (3 + (self.period is not None)) * num_features if c.context else 0
+        context = (3 + 2 * (self.period is not None)) * num_features if c.context else 0
         encoder = MLPEncoder(2 * num_features * c.encoder_window + context, [c.hidden, c.hidden], c.latent_dim)
         decoder = MLPDecoder(c.latent_dim + context, [c.hidden, c.hidden], num_features)
         if c.context:
@@ -404,7 +499,7 @@ class GPVAEImputer:
     def _tensors(self, X, times, hide: np.ndarray | None = None) -> tuple[Tensor, Tensor, Tensor, tuple]:
         """The windows of ``X`` as the model takes them: GP inputs ``(W, 1, length, 1)`` (times in steps, from each
         window's start), standardised values ``(W, length, F)`` with zeros at the holes and at the ``hide`` entries,
-        the mask of the rest; and the layout."""
+        the mask of the rest; and the layout, with every entry's :func:`gap_distance` to the kept ones."""
         data, single = _sequences(X)
         if data.shape[-1] != len(self.scale_mean):
             raise ValueError(f"X has {data.shape[-1]} features, the imputer was fitted on {len(self.scale_mean)}")
@@ -416,21 +511,53 @@ class GPVAEImputer:
         steps = stamps / self.time_step
         t = windows.cut(steps[..., None])
         inputs = t - t[:, :1]  # each window's times from its start, in steps
+        distance = gap_distance(kept, steps)
         if self.config.context:
-            context = interpolation_context(values, kept, steps, float(self.window_length))
-            if self.period is not None:
-                seasonal = seasonal_context(values, kept, self.period, context[..., : values.shape[-1]])
-                context = np.concatenate([context, seasonal], axis=-1)
+            neighbours, seasonal = self._naive_estimates(values, kept, steps)
+            context = neighbours
+            if seasonal is not None:  # the baseline first (ResidualDecoder's), then the two estimates it blends
+                weight = self.blend_weights[distance_bin(distance)]
+                interpolation = neighbours[..., : values.shape[-1]]
+                blend = seasonal + weight * (interpolation - seasonal)
+                context = np.concatenate([blend, neighbours[..., values.shape[-1] :], interpolation, seasonal], -1)
             inputs = np.concatenate([inputs, windows.cut(context)], axis=-1)
         x = torch.from_numpy(inputs).unsqueeze(1)
         y = torch.from_numpy(windows.cut(values)).float()
         mask = torch.from_numpy(windows.cut(kept))
-        return x, y, mask, (windows, data, single, observed)
+        return x, y, mask, (windows, data, single, observed, distance)
+
+    def _naive_estimates(self, values: np.ndarray, kept: np.ndarray, steps: np.ndarray) -> tuple:
+        """:func:`interpolation_context` ``(n, T, 3F)`` of standardised values and, with a period, their
+        :func:`seasonal_context` ``(n, T, F)`` (else ``None``)."""
+        neighbours = interpolation_context(values, kept, steps, float(self.window_length))
+        if self.period is None:
+            return neighbours, None
+        return neighbours, seasonal_context(values, kept, self.period, neighbours[..., : values.shape[-1]])
 
     @torch.no_grad()
     def model_mean(self, x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
-        """The model's point imputation of standardised windows (:meth:`GPVAE.impute`'s mean)."""
+        """The model's point imputation of standardised windows (:meth:`GPVAE.impute`'s mean), ungated."""
         return self._window_predictions(x, y, mask, 0)[0]
+
+    def fit_gates(self, x: Tensor, mean: Tensor, held_out: Tensor, truth: Tensor, distance: np.ndarray) -> np.ndarray:
+        """With context: per distance class, the weight of the model's departure from its baseline that imputes the
+        ``held_out`` entries of the windows best (:func:`fit_blend_weights` of the model's imputation ``mean`` and
+        the baseline; near the data the learned part helps, deep in a gap it may not). Ones without context."""
+        if not self.config.context:
+            return np.ones(DISTANCE_BINS)
+        chosen = held_out.numpy()
+        baseline = x[:, 0, :, 1 : 1 + mean.shape[-1]].double().numpy()
+        return fit_blend_weights(mean.double().numpy()[chosen], baseline[chosen], truth.double().numpy()[chosen],
+                                 distance[chosen])  # fmt: skip
+
+    def gated(self, x: Tensor, values: Tensor, distance: np.ndarray, gates: np.ndarray) -> Tensor:
+        """The baseline plus ``gates`` (one per distance class) times the departure of ``values`` ``(..., W, length,
+        F)`` (model imputations or draws) from it; the values themselves without context."""
+        if not self.config.context:
+            return values
+        baseline = x[:, 0, :, 1 : 1 + values.shape[-1]].to(values)
+        weight = torch.from_numpy(gates[distance_bin(distance)]).to(values)
+        return baseline + weight * (values - baseline)
 
     @torch.no_grad()
     def _window_predictions(self, x: Tensor, y: Tensor, mask: Tensor, num_samples: int) -> tuple:
@@ -449,24 +576,37 @@ class GPVAEImputer:
         self.model.train(training)
         return torch.cat(means), (torch.cat(components, 1) if num_samples else None)
 
-    def _calibrate(self, x: Tensor, y: Tensor, mask: Tensor, held_out: Tensor, truth: Tensor) -> float:
-        """The factor on the likelihood's noise that makes the central 90 % predictive intervals hold 90 % of the
-        held-out validation entries (a split-conformal recalibration of the intervals' width: the entries were
-        hidden from training)."""
+    def _calibrate(self, x: Tensor, y: Tensor, mask: Tensor, held_out: Tensor, truth: Tensor,
+                   distance: np.ndarray) -> np.ndarray:  # fmt: skip
+        """The factors on the likelihood's noise, one per class of distance to the nearest observation
+        (:func:`distance_bin`), that make the central 90 % predictive intervals hold 90 % of the held-out validation
+        entries of the class: a split-conformal recalibration of the intervals' width (the entries were hidden from
+        training), by bisection on the factor, on the entries :func:`class_entries` gives for the class; factors never
+        fall with the distance."""
         components = self._window_predictions(x, y, mask, max(self.config.num_samples, 1))[1]
+        components = self.gated(x, components, distance, self.residual_gates)
         centres = components[:, held_out].double()  # (K, n)
         noise = self.model.likelihood.noise.detach().double().sqrt().expand(held_out.shape)[held_out]
         target = truth[held_out].double()
+        distance = distance[held_out.numpy()]
+        classes = distance_bin(distance)
 
-        def coverage(scale: float) -> float:
-            u = torch.special.ndtr((target - centres) / (scale * noise)).mean(0)
-            return float(((u > 0.05) & (u < 0.95)).double().mean())
+        def factor(chosen: Tensor) -> float:
+            def coverage(scale: float) -> float:
+                u = torch.special.ndtr((target[chosen] - centres[:, chosen]) / (scale * noise[chosen])).mean(0)
+                return float(((u > 0.05) & (u < 0.95)).double().mean())
 
-        low, high = -3.0, 3.0  # log10 of the factor; the coverage grows with it
-        for _ in range(40):
-            middle = 0.5 * (low + high)
-            low, high = (middle, high) if coverage(10**middle) < 0.9 else (low, middle)
-        return 10 ** (0.5 * (low + high))
+            low, high = -3.0, 3.0  # log10 of the factor; the coverage grows with it
+            for _ in range(40):
+                middle = 0.5 * (low + high)
+                low, high = (middle, high) if coverage(10**middle) < 0.9 else (low, middle)
+            return 10 ** (0.5 * (low + high))
+
+        factors = []
+        for c in range(DISTANCE_BINS):
+            chosen = torch.from_numpy(class_entries(classes, distance, c))
+            factors.append(max([factor(chosen), *factors[-1:]]))
+        return np.asarray(factors)
 
     # ------------------------------------------------------------------ fit / impute / predict
     def fit(self, X, times=None) -> GPVAEImputer:
@@ -498,12 +638,16 @@ class GPVAEImputer:
         self.model = self._build(num_features)
         held_out, callbacks, validation = None, [], None
         if c.validation_fraction > 0:  # entries of the series (not of its overlapping windows) hidden from training
-            held_out = observed & (np.random.default_rng(c.seed).random(observed.shape) < c.validation_fraction)
-        x, y, train_mask, _ = self._tensors(data, stamps, hide=held_out)
+            rng = np.random.default_rng(c.seed)
+            held_out = validation_holdout(observed, c.validation_fraction, self.window_length // 2, rng)
+        self.blend_weights, self.residual_gates = np.ones(DISTANCE_BINS), np.ones(DISTANCE_BINS)
+        if self.period is not None and held_out is not None:
+            self.blend_weights = self._fit_blend(data, observed & ~held_out, held_out, stamps / self.time_step)
+        x, y, train_mask, (windows, *_, distance) = self._tensors(data, stamps, hide=held_out)
         if held_out is not None:
             _, truth, full_mask, _ = self._tensors(data, stamps)
-            validation = _EarlyStopping(self, (x, y, train_mask, full_mask & ~train_mask, truth), c.eval_every,
-                                        c.patience)  # fmt: skip
+            validation = _EarlyStopping(self, (x, y, train_mask, full_mask & ~train_mask, truth),
+                                        windows.cut(distance), c.eval_every, c.patience)  # fmt: skip
             callbacks.append(validation)
         loader = DataLoader(TensorDataset(x, y, train_mask), batch_size=c.batch_size,
                             shuffle=True, generator=torch.Generator().manual_seed(c.seed))  # fmt: skip
@@ -514,9 +658,20 @@ class GPVAEImputer:
             self.model.load_state_dict(validation.best_state)
             self.history["validation"] = validation.trace
             self.history["best_epoch"] = validation.best_epoch
-            self.noise_scale = self._calibrate(*validation.data)
+            self.residual_gates = validation.best_gates
+            self.noise_scale = self._calibrate(*validation.data, windows.cut(distance))
         self.model.eval()
         return self
+
+    def _fit_blend(self, data: np.ndarray, kept: np.ndarray, held_out: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        """:func:`fit_blend_weights` of the naive estimates made from the ``kept`` entries, on the ``held_out``
+        ones."""
+        values = np.where(kept, (np.nan_to_num(data) - self.scale_mean) / self.scale_std, 0.0)
+        truth = (np.nan_to_num(data) - self.scale_mean) / self.scale_std
+        neighbours, seasonal = self._naive_estimates(values, kept, steps)
+        interpolation = neighbours[..., : data.shape[-1]]
+        return fit_blend_weights(interpolation[held_out], seasonal[held_out], truth[held_out],
+                                 gap_distance(kept, steps)[held_out])  # fmt: skip
 
     def _check_fitted(self) -> None:
         if self.model is None:
@@ -532,13 +687,16 @@ class GPVAEImputer:
         ``num_samples`` posterior draws (default the imputer's; 0: the mean only, no spread)."""
         self._check_fitted()
         k = self.config.num_samples if num_samples is None else int(num_samples)
-        x, y, mask, (windows, data, single, observed) = self._tensors(X, times)
+        x, y, mask, (windows, data, single, observed, distance) = self._tensors(X, times)
         means, components = self._window_predictions(x, y, mask, k)
+        means = self.gated(x, means, windows.cut(distance), self.residual_gates)
+        if k:
+            components = self.gated(x, components, windows.cut(distance), self.residual_gates)
         n, steps, _ = data.shape
         unscale = lambda a: a * self.scale_std + self.scale_mean  # noqa: E731
         mean = np.where(observed, data, unscale(windows.join(means.double().numpy(), n, steps)))
         noise = self.model.likelihood.noise.detach().double().sqrt().numpy()
-        noise_std = noise * self.noise_scale * self.scale_std
+        noise_std = noise * self.noise_scale[distance_bin(distance)] * self.scale_std
         if k:
             component_means = unscale(windows.join(components.double().numpy(), n, steps))
             rng = np.random.default_rng(self.config.seed)
@@ -551,7 +709,7 @@ class GPVAEImputer:
         component_means = np.where(observed, data, component_means)
         std = np.where(observed, 0.0, np.sqrt(spread))
         if single:
-            mean, std, observed = mean[0], std[0], observed[0]
+            mean, std, observed, noise_std = mean[0], std[0], observed[0], noise_std[0]
             samples, component_means = samples[:, 0], component_means[:, 0]
         return ImputationDistribution(mean, std, samples, component_means, noise_std, observed)
 
@@ -562,8 +720,11 @@ class GPVAEImputer:
         self._check_fitted()
         state = {"format": FORMAT, "config": asdict(self.config), "scale_mean": torch.from_numpy(self.scale_mean),
                  "scale_std": torch.from_numpy(self.scale_std), "time_step": self.time_step,
-                 "noise_scale": self.noise_scale, "period": self.period, "window_length": self.window_length,
-                 "model": self.model.state_dict(), "history": self.history}  # fmt: skip
+                 "noise_scale": torch.from_numpy(self.noise_scale), "period": self.period,
+                 "blend_weights": torch.from_numpy(self.blend_weights),
+                 "residual_gates": torch.from_numpy(self.residual_gates),
+                 "window_length": self.window_length, "model": self.model.state_dict(),
+                 "history": self.history}  # fmt: skip
         atomic_write(path, lambda f: torch.save(state, f))
 
     @classmethod
@@ -578,8 +739,9 @@ class GPVAEImputer:
         imputer = cls(**state["config"])
         imputer.scale_mean, imputer.scale_std = state["scale_mean"].numpy(), state["scale_std"].numpy()
         imputer.time_step, imputer.history = state["time_step"], state["history"]
-        imputer.window_length, imputer.noise_scale = state["window_length"], state["noise_scale"]
-        imputer.period = state["period"]
+        imputer.window_length, imputer.noise_scale = state["window_length"], state["noise_scale"].numpy()
+        imputer.period, imputer.blend_weights = state["period"], state["blend_weights"].numpy()
+        imputer.residual_gates = state["residual_gates"].numpy()
         imputer.model = imputer._build(len(imputer.scale_mean))
         imputer.model.load_state_dict(state["model"])
         imputer.model.eval()

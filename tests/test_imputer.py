@@ -10,9 +10,14 @@ from gpytorch_vae.imputer import (
     GPVAEImputer,
     ImputationDistribution,
     Windows,
+    class_entries,
+    distance_bin,
     estimate_period,
+    fit_blend_weights,
+    gap_distance,
     interpolation_context,
     seasonal_context,
+    validation_holdout,
 )
 
 SMALL = dict(latent_dim=2, hidden=8, epochs=4, batch_size=8, eval_every=2, num_samples=4, progress=False)
@@ -276,16 +281,125 @@ class TestContext:
         expected = baseline * imputer.scale_std + imputer.scale_mean
         np.testing.assert_allclose(imputer.impute(data)[~observed], expected[~observed], atol=1e-4)
 
-    def test_calibration_makes_the_validation_intervals_hold_90_percent(self, fitted):
-        imputer, data = fitted
+    def test_calibration_makes_each_distance_class_hold_90_percent(self, fitted):
+        imputer, _ = fitted
+        data, _ = series(n=24, seed=3)  # more sequences like the training ones: enough entries per class
         observed = ~np.isnan(data)
-        hidden = observed & (np.random.default_rng(5).random(data.shape) < 0.3)
-        x, y, mask, _ = imputer._tensors(data, None, hide=hidden)
+        rng = np.random.default_rng(5)
+        hidden = observed & (rng.random(data.shape) < 0.3)
+        hidden[:, 6:14] = observed[:, 6:14]  # a gap of 8 steps in every sequence: distances up to 4
+        x, y, mask, (windows, *_, distance) = imputer._tensors(data, None, hide=hidden)
         _, truth, full, _ = imputer._tensors(data, None)
         held_out = full & ~mask
-        scale = imputer._calibrate(x, y, mask, held_out, truth)
+        distance = windows.cut(distance)
+        factors = imputer._calibrate(x, y, mask, held_out, truth, distance)
+        assert factors.shape == (8,) and (np.diff(factors) >= 0).all()  # never narrower further from the data
         components = imputer._window_predictions(x, y, mask, imputer.config.num_samples)[1][:, held_out].double()
         noise = imputer.model.likelihood.noise.detach().double().sqrt().expand(held_out.shape)[held_out]
+        classes = torch.from_numpy(distance_bin(distance))[held_out]
+        scale = torch.from_numpy(factors)[classes]
         u = torch.special.ndtr((truth[held_out].double() - components) / (scale * noise)).mean(0)
-        coverage = float(((u > 0.05) & (u < 0.95)).double().mean())
-        assert abs(coverage - 0.9) <= 1.5 / held_out.sum().item() + 1e-9  # within one entry of 90 %
+        inside = (u > 0.05) & (u < 0.95)
+        counts = torch.bincount(classes, minlength=8)
+        assert counts[0] >= 50 and counts[1] >= 50, counts  # the random holes and the gap: a factor of their own
+        first = float(inside[classes == 0].double().mean())
+        assert abs(first - 0.9) <= 1.5 / counts[0].item() + 1e-9  # class 0 keeps its own factor: 90 % to one entry
+        for c in range(1, 8):  # a later class's factor is its own or raised to the one below: at least 90 % of the
+            chosen = torch.from_numpy(class_entries(classes.numpy(), distance[held_out.numpy()], c))  # class's entries
+            assert float(inside[chosen].double().mean()) >= 0.9 - 1.5 / int(chosen.sum())
+
+    def test_the_model_s_departure_from_the_baseline_is_weighted_per_distance_class(self, fitted):
+        imputer, data = fitted
+        observed = ~np.isnan(data)
+        steps = np.broadcast_to(np.arange(20.0), data.shape[:2])
+        standardised = np.where(observed, (np.nan_to_num(data) - imputer.scale_mean) / imputer.scale_std, 0.0)
+        baseline = interpolation_context(standardised, observed, steps, 20.0)[..., :3] * imputer.scale_std
+        baseline = baseline + imputer.scale_mean  # no cycle in 20 steps: the baseline is the interpolation
+        kept = imputer.residual_gates
+        try:
+            imputer.residual_gates = np.ones(8)
+            model = imputer.impute(data)
+            imputer.residual_gates = np.linspace(0.0, 0.7, 8)
+            weight = imputer.residual_gates[distance_bin(gap_distance(observed, steps))]
+            np.testing.assert_allclose(imputer.impute(data)[~observed],
+                                       (baseline + weight * (model - baseline))[~observed], atol=1e-5)  # fmt: skip
+        finally:
+            imputer.residual_gates = kept
+        assert not np.allclose(model[~observed], baseline[~observed], atol=1e-3)  # the trained model departs
+
+    def test_intervals_widen_with_the_distance_to_the_data(self, fitted):
+        imputer, data = fitted
+        gapped = data.copy()
+        gapped[0, 4:16] = np.nan
+        prediction = imputer.predict(gapped)
+        np.testing.assert_array_equal(  # noise_std: the likelihood's, times the factor of the entry's distance class
+            prediction.noise_std,
+            imputer.model.likelihood.noise.detach().double().sqrt().numpy()
+            * imputer.noise_scale[distance_bin(gap_distance(~np.isnan(gapped), np.arange(20.0)[None]))]
+            * imputer.scale_std,
+        )
+        assert (prediction.noise_std[0, 10] >= prediction.noise_std[0, 4]).all()
+
+
+class TestGaps:
+    def test_a_sparse_class_borrows_the_farthest_entries_at_or_below_it(self):
+        distance = np.concatenate([np.ones(60), np.full(30, 3.0), np.arange(20.0, 40.0), [np.inf]])
+        classes = distance_bin(distance)
+        np.testing.assert_array_equal(class_entries(classes, distance, 0), classes == 0)  # 60 of its own
+        chosen = class_entries(classes, distance, 1)  # 30 entries: they and the 20 farthest of class 0
+        assert chosen.sum() == 50 and chosen[60:90].all() and chosen[:60].sum() == 20 and not chosen[90:].any()
+        chosen = class_entries(classes, distance, 7)  # beyond the data: the 50 farthest entries there are
+        assert chosen.sum() == 50 and chosen[90:].all() and chosen[60:90].sum() == 29  # 21 far, 29 at 3 steps
+
+    def test_the_blend_follows_the_better_estimate_at_each_distance(self):
+        rng = np.random.default_rng(0)
+        near, far = np.ones(200), np.full(200, 20.0)  # classes 0 and 4
+        truth = rng.normal(size=400)
+        interpolation = truth + np.concatenate([np.zeros(200), rng.normal(size=200)])  # exact near the data
+        seasonal = truth + np.concatenate([rng.normal(size=200), 0.1 * rng.normal(size=200)])  # better far away
+        weights = fit_blend_weights(interpolation, seasonal, truth, np.concatenate([near, far]))
+        assert weights[0] == 1.0 and weights[4] == 0.0
+        assert weights[1] == weights[2] == weights[3] == 1.0  # no entries: class 0's farthest, the near ones
+        assert weights[5] == weights[7] == 0.0  # beyond the data: the farthest entries
+
+    def test_an_untrained_model_with_a_cycle_imputes_the_blend(self):
+        data, _ = series(n=4, steps=60)
+        data[:, 20:34] = np.nan  # a gap longer than the cycle (10 steps)
+        imputer = GPVAEImputer(**{**SMALL, "epochs": 1, "lr": 1e-12, "period": 10, "validation_fraction": 0.3,
+                                  "window_length": 60}).fit(data)  # fmt: skip
+        observed = ~np.isnan(data)
+        steps = np.broadcast_to(np.arange(60.0), data.shape[:2])
+        standardised = np.where(observed, (np.nan_to_num(data) - imputer.scale_mean) / imputer.scale_std, 0.0)
+        interpolation = interpolation_context(standardised, observed, steps, 60.0)[..., :3]
+        seasonal = seasonal_context(standardised, observed, 10, interpolation)
+        weight = imputer.blend_weights[distance_bin(gap_distance(observed, steps))]
+        expected = (weight * interpolation + (1 - weight) * seasonal) * imputer.scale_std + imputer.scale_mean
+        np.testing.assert_allclose(imputer.impute(data)[~observed], expected[~observed], atol=1e-4)
+        assert imputer.blend_weights.min() < 1.0  # the seasonal estimate counts somewhere
+
+    def test_gap_distance_is_the_time_to_the_nearest_other_kept_entry(self):
+        rng = np.random.default_rng(0)
+        kept = rng.random((3, 12, 2)) < 0.4
+        kept[1, :, 1] = False  # a feature never kept in a sequence: no distance
+        steps = np.cumsum(rng.uniform(0.5, 2.0, (3, 12)), axis=1)
+        distance = gap_distance(kept, steps)
+        for i, t, f in np.ndindex(kept.shape):
+            others = [abs(steps[i, s] - steps[i, t]) for s in range(12) if kept[i, s, f] and s != t]
+            assert distance[i, t, f] == (min(others) if others else np.inf)
+
+    def test_distance_classes_double(self):
+        np.testing.assert_array_equal(distance_bin(np.array([0.5, 1.0, 1.9, 2.0, 5.0, 127.9, 128.0, 1e9, np.inf])),
+                                      [0, 0, 0, 1, 2, 6, 7, 7, 7])  # fmt: skip
+
+    def test_validation_holds_out_random_entries_and_gaps_of_every_feature(self):
+        rng = np.random.default_rng(1)
+        observed = rng.random((20, 60, 4)) < 0.8
+        hidden = validation_holdout(observed, 0.2, 24, np.random.default_rng(0))
+        assert not (hidden & ~observed).any()  # only observed entries are hidden
+        share = hidden.sum() / observed.sum()
+        assert 0.12 < share < 0.25, share
+        whole = (hidden | ~observed).all(-1) & hidden.any(-1)  # steps hidden in every observed feature
+        runs = whole[:, 1:] & whole[:, :-1]
+        assert runs.sum() > 0.05 * 20 * 60  # gaps of several steps, not only isolated holes
+        again = validation_holdout(observed, 0.2, 24, np.random.default_rng(0))
+        np.testing.assert_array_equal(hidden, again)

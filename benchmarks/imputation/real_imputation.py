@@ -28,7 +28,8 @@ Methods (peers):
   not overlap it), each with 10 % of its observed values hidden again (``pygrinder.mcar``). The held-out values are
   never seen.
 
-Ours: ``gpvae-imputer``, :class:`gpytorch_vae.GPVAEImputer` with its defaults (:func:`library_imputer`).
+Ours: ``gpvae-imputer``, :class:`gpytorch_vae.GPVAEImputer` with its defaults (:func:`library_imputer`), and its
+ablation arms (:data:`ABLATIONS`: the defaults with one setting changed).
 
 Other methods plug in through :func:`register_method`: a function ``(x, times, eval_mask, seed) ->``
 :class:`Imputation` (see :data:`Method`), e.g. in a script beside this one::
@@ -232,27 +233,43 @@ def pypots_method(model: str) -> Method:
     return impute
 
 
-def library_imputer(x: np.ndarray, times: np.ndarray, eval_mask: np.ndarray, seed: int) -> Imputation:
-    """This library's :class:`~gpytorch_vae.GPVAEImputer` with its defaults (its own windows, validation split and
-    early stopping, seeded by ``seed``), scored with its multiple imputations. A feature with zero spread where
-    observed (PhysioNet's ``MechVent``), which the imputer refuses, is imputed by its one observed value."""
+def library_imputer(**options) -> Method:
+    """This library's :class:`~gpytorch_vae.GPVAEImputer` with its defaults changed by ``options`` (its own windows,
+    validation split and early stopping, seeded by the cell's seed), scored with its multiple imputations. A feature
+    with zero spread where observed (PhysioNet's ``MechVent``), which the imputer refuses, is imputed by its one
+    observed value."""
     from gpytorch_vae import GPVAEImputer
 
-    flat = x.reshape(-1, x.shape[-1])
-    constant = np.nanstd(flat, axis=0) == 0
-    imputer = GPVAEImputer(seed=seed, progress=False).fit(x[..., ~constant], times=times)
-    prediction = imputer.predict(x[..., ~constant], times=times)
-    mean = np.where(np.isnan(x), np.nanmean(flat, axis=0), x)
-    mean[..., ~constant] = prediction.mean
-    samples = np.repeat(mean[None], len(prediction.samples), axis=0)
-    samples[..., ~constant] = prediction.samples
-    info = {"best_epoch": imputer.history.get("best_epoch"), "epochs_run": len(imputer.history["loss"]),
-            "period": imputer.period, "noise_scale": imputer.noise_scale, "constant_features": int(constant.sum()),
-            "config": dict(vars(imputer.config))}  # fmt: skip
-    return Imputation(mean, samples=samples, info=info)
+    def impute(x: np.ndarray, times: np.ndarray, eval_mask: np.ndarray, seed: int) -> Imputation:
+        flat = x.reshape(-1, x.shape[-1])
+        constant = np.nanstd(flat, axis=0) == 0
+        imputer = GPVAEImputer(**{"seed": seed, "progress": False, **options}).fit(x[..., ~constant], times=times)
+        prediction = imputer.predict(x[..., ~constant], times=times)
+        mean = np.where(np.isnan(x), np.nanmean(flat, axis=0), x)
+        mean[..., ~constant] = prediction.mean
+        samples = np.repeat(mean[None], len(prediction.samples), axis=0)
+        samples[..., ~constant] = prediction.samples
+        info = {"best_epoch": imputer.history.get("best_epoch"), "epochs_run": len(imputer.history["loss"]),
+                "period": imputer.period, "noise_scale": imputer.noise_scale.tolist(),
+                "constant_features": int(constant.sum()), "config": dict(vars(imputer.config))}  # fmt: skip
+        return Imputation(mean, samples=samples, info=info)
+
+    return impute
 
 
-register_method("gpvae-imputer", library_imputer)
+#: The imputer's ablation arms (issue 32, item 3): its defaults with one setting changed. Run them by name
+#: (``run --methods gpvae-imputer-no-context ...``); the report lists their missing cells only where they ran.
+ABLATIONS = {
+    "gpvae-imputer-no-context": {"context": False},  # the networks read the values alone
+    "gpvae-imputer-no-period": {"period": None},  # no seasonal context
+    "gpvae-imputer-rbf": {"kernel": "rbf"},
+    "gpvae-imputer-latent-2": {"latent_dim": 2},
+    "gpvae-imputer-no-validation": {"validation_fraction": 0.0},  # all epochs, the noise uncalibrated
+}
+
+register_method("gpvae-imputer", library_imputer())
+for _name, _options in ABLATIONS.items():
+    register_method(_name, library_imputer(**_options))
 register_method("mean", mean_method)
 register_method("linear", linear_method)
 for _model in PYPOTS_SIZES:
@@ -390,6 +407,8 @@ def report(args) -> None:
         for pattern in patterns:
             for method in methods:
                 found = [r for r in records if (r["dataset"], r["pattern"], r["method"]) == (dataset, pattern, method)]
+                if method in ABLATIONS and not found:
+                    continue
                 seeds = sorted(r["seed"] for r in found)
                 missing += [f"{dataset}/{pattern}/s{s}/{method}" for s in SEEDS if s not in seeds]
                 if not found:

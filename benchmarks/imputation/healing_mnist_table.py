@@ -1,20 +1,23 @@
 """Tabulate the Healing MNIST runs: every model x mechanism, mean +- sd over seeds, time per epoch beside each.
 
-python benchmarks/healing_mnist_table.py --runs-dir runs/healing_mnist --seeds 0 1 2 \\
+python benchmarks/imputation/healing_mnist_table.py --runs-dir runs/healing_mnist --seeds 0 1 2 \\
     --json benchmarks/results/healing_mnist_quick.json
 
 Run folders are ``RUNS_DIR/MODEL-MECHANISM_sSEED`` (``benchmarks/studies/study.py`` names them so): the library's
-models from ``examples/healing_mnist.py`` and ``pypots-MECHANISM_sSEED`` from ``benchmarks/pypots_healing_mnist.py``;
-variants under their own names (``--models svgpvae svgpvae_w3`` for runs named ``svgpvae_w3-MECHANISM_sSEED``). Every
-number is the final model's on the test sequences, over the missing entries (the protocol's metrics,
-``docs/protocols/healing_mnist.md``).
+models from ``examples/healing_mnist.py`` and ``pypots-MECHANISM_sSEED`` from
+``benchmarks/imputation/pypots_healing_mnist.py``; variants under their own names (``--models svgpvae svgpvae_w3`` for
+runs named ``svgpvae_w3-MECHANISM_sSEED``). Every number is the final model's on the test sequences, over the missing
+entries (the protocol's metrics, ``docs/protocols/healing_mnist.md``).
 """
 
 from __future__ import annotations
 
 import argparse
+import pathlib
 import statistics
+import sys
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/common.py
 import common
 
 MODELS = ("svgpvae", "gpvae", "vae", "pypots", "mean", "forward")

@@ -2,7 +2,7 @@
 share of the observed values hidden (pygrinder's mechanisms), imputed by the SVGP-VAE treating the whole series as
 one GP data set in minibatches, against linear interpolation, mean imputation and PyPOTS's GP-VAE and SAITS.
 
-python benchmarks/seattle_weather.py --mechanism mcar --seed 0 --threads 1 --out runs/seattle_weather/mcar_s0
+python benchmarks/imputation/seattle_weather.py --mechanism mcar --seed 0 --threads 1 --out runs/seattle_weather/mcar_s0
 
 Needs ``pip install vega_datasets pygrinder`` (and ``pypots`` for ``--peers``). The variables are precipitation
 (as log(1 + mm): daily rain is heavy-tailed), maximum and minimum temperature and wind, standardised with the means
@@ -18,8 +18,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import pathlib
+import sys
 import time
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/common.py
 import common
 import numpy as np
 import torch

@@ -1,6 +1,7 @@
 """GP-VAE (Fortuin et al. 2020) as implemented by PyPOTS on Healing MNIST: one mechanism and seed per run.
 
-python benchmarks/pypots_healing_mnist.py --mechanism mnar --size quick --seed 0 --threads 1 --out runs/pypots_hmnist
+python benchmarks/imputation/pypots_healing_mnist.py --mechanism mnar --size quick --seed 0 --threads 1 \\
+    --out runs/pypots_hmnist
 
 Trains ``pypots.imputation.GPVAE`` with the GP-VAE authors' HMNIST configuration (``docs/protocols/
 healing_mnist.md``) on the training sequences of :class:`~gpytorch_vae.data.HealingMNIST` (each frame flattened to
@@ -17,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import sys
 import time
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/common.py
 import common  # examples/ on the import path, machine()
 import numpy as np
 import torch
