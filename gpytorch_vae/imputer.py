@@ -640,7 +640,7 @@ class GPVAEImputer:
         if c.validation_fraction > 0:  # entries of the series (not of its overlapping windows) hidden from training
             rng = np.random.default_rng(c.seed)
             held_out = validation_holdout(observed, c.validation_fraction, self.window_length // 2, rng)
-        self.blend_weights, self.residual_gates = np.ones(DISTANCE_BINS), np.ones(DISTANCE_BINS)
+        self.blend_weights, self.residual_gates, self.noise_scale = (np.ones(DISTANCE_BINS) for _ in range(3))
         if self.period is not None and held_out is not None:
             self.blend_weights = self._fit_blend(data, observed & ~held_out, held_out, stamps / self.time_step)
         x, y, train_mask, (windows, *_, distance) = self._tensors(data, stamps, hide=held_out)
