@@ -276,6 +276,11 @@ def estimate_period(values: np.ndarray, kept: np.ndarray, steps: int, min_correl
     return best if best is not None and acf[best] >= min_correlation else None
 
 
+def _baseline(x: Tensor, features: int) -> Tensor:
+    """The ``ResidualDecoder``'s baseline ``(W, length, F)``: the first ``F`` context features of the GP inputs."""
+    return x[:, 0, :, 1 : 1 + features]
+
+
 def _context_features(x: Tensor) -> Tensor:
     """The networks' context ``(*batch, b, C)`` from the GP inputs ``(*batch, 1, b, 1 + C)`` (time first)."""
     return x[..., 0, :, 1:].float()
@@ -321,6 +326,25 @@ class Windows:
         per_sequence = windows.reshape(*lead, n, len(self.starts), self.length, windows.shape[-1])
         owner, position = self.owner(steps)
         return per_sequence[..., :, owner, position, :]
+
+
+@dataclass
+class _Series:
+    """Whole sequences as the imputer reads them, ``(n, T, F)`` unless said: the input ``data`` and whether it was
+    one ``single`` series, where ``observed`` and ``kept`` (observed, less what is hidden), the standardised
+    ``values`` (0 where not kept), ``steps`` ``(n, T)``, every entry's ``distance`` to the kept ones, and with context
+    the :func:`interpolation_context` ``neighbours`` ``(n, T, 3F)`` and the ``seasonal`` estimate (``None``
+    without a cycle)."""
+
+    data: np.ndarray
+    single: bool
+    observed: np.ndarray
+    kept: np.ndarray
+    values: np.ndarray
+    steps: np.ndarray
+    distance: np.ndarray
+    neighbours: np.ndarray | None
+    seasonal: np.ndarray | None
 
 
 # ---------------------------------------------------------------------------------------------------- predictions
@@ -496,35 +520,47 @@ class GPVAEImputer:
                      likelihood=likelihood, gp_dtype=torch.float64,
                      features=_context_features if c.context else None)  # fmt: skip
 
-    def _tensors(self, X, times, hide: np.ndarray | None = None) -> tuple[Tensor, Tensor, Tensor, tuple]:
-        """The windows of ``X`` as the model takes them: GP inputs ``(W, 1, length, 1)`` (times in steps, from each
-        window's start), standardised values ``(W, length, F)`` with zeros at the holes and at the ``hide`` entries,
-        the mask of the rest; and the layout, with every entry's :func:`gap_distance` to the kept ones."""
+    def _standardised(self, data: np.ndarray) -> np.ndarray:
+        """``data`` in the fitted per-feature units (NaN as 0 before scaling: mask it)."""
+        return (np.nan_to_num(data) - self.scale_mean) / self.scale_std
+
+    def _series(self, X, times, hide: np.ndarray | None = None) -> _Series:
+        """What the windows are cut from, at the level of the whole sequences (:class:`_Series`): the entries kept
+        (observed, less ``hide``), their standardised values, times in steps, every entry's :func:`gap_distance` to
+        the kept ones and, with context, the naive estimates."""
         data, single = _sequences(X)
         if data.shape[-1] != len(self.scale_mean):
             raise ValueError(f"X has {data.shape[-1]} features, the imputer was fitted on {len(self.scale_mean)}")
-        stamps = _times(times, data.shape)
+        steps = _times(times, data.shape) / self.time_step
         observed = ~np.isnan(data)
         kept = observed if hide is None else observed & ~hide
-        values = np.where(kept, (np.nan_to_num(data) - self.scale_mean) / self.scale_std, 0.0)
-        windows = Windows.cover(data.shape[1], self.config.window_length, self.config.window_overlap)
-        steps = stamps / self.time_step
-        t = windows.cut(steps[..., None])
+        values = np.where(kept, self._standardised(data), 0.0)
+        neighbours, seasonal = self._naive_estimates(values, kept, steps) if self.config.context else (None, None)
+        return _Series(data, single, observed, kept, values, steps, gap_distance(kept, steps), neighbours, seasonal)
+
+    def _windowed(self, series: _Series) -> tuple[Tensor, Tensor, Tensor, tuple]:
+        """The windows as the model takes them: GP inputs ``(W, 1, length, 1 + C)`` (times in steps from each
+        window's start, then the context), standardised values ``(W, length, F)`` with zeros where not kept, the
+        mask of the kept entries; and the layout ``(windows, data, single, observed, distance)``."""
+        windows = Windows.cover(series.data.shape[1], self.config.window_length, self.config.window_overlap)
+        t = windows.cut(series.steps[..., None])
         inputs = t - t[:, :1]  # each window's times from its start, in steps
-        distance = gap_distance(kept, steps)
         if self.config.context:
-            neighbours, seasonal = self._naive_estimates(values, kept, steps)
-            context = neighbours
-            if seasonal is not None:  # the baseline first (ResidualDecoder's), then the two estimates it blends
-                weight = self.blend_weights[distance_bin(distance)]
-                interpolation = neighbours[..., : values.shape[-1]]
-                blend = seasonal + weight * (interpolation - seasonal)
-                context = np.concatenate([blend, neighbours[..., values.shape[-1] :], interpolation, seasonal], -1)
+            context, features = series.neighbours, series.values.shape[-1]
+            if series.seasonal is not None:  # the baseline first (ResidualDecoder's), then the two estimates it blends
+                weight = self.blend_weights[distance_bin(series.distance)]
+                interpolation = context[..., :features]
+                blend = series.seasonal + weight * (interpolation - series.seasonal)
+                context = np.concatenate([blend, context[..., features:], interpolation, series.seasonal], -1)
             inputs = np.concatenate([inputs, windows.cut(context)], axis=-1)
         x = torch.from_numpy(inputs).unsqueeze(1)
-        y = torch.from_numpy(windows.cut(values)).float()
-        mask = torch.from_numpy(windows.cut(kept))
-        return x, y, mask, (windows, data, single, observed, distance)
+        y = torch.from_numpy(windows.cut(series.values)).float()
+        mask = torch.from_numpy(windows.cut(series.kept))
+        return x, y, mask, (windows, series.data, series.single, series.observed, series.distance)
+
+    def _tensors(self, X, times, hide: np.ndarray | None = None) -> tuple[Tensor, Tensor, Tensor, tuple]:
+        """:meth:`_windowed` of :meth:`_series`: the windows of ``X`` with the ``hide`` entries hidden."""
+        return self._windowed(self._series(X, times, hide))
 
     def _naive_estimates(self, values: np.ndarray, kept: np.ndarray, steps: np.ndarray) -> tuple:
         """:func:`interpolation_context` ``(n, T, 3F)`` of standardised values and, with a period, their
@@ -546,7 +582,7 @@ class GPVAEImputer:
         if not self.config.context:
             return np.ones(DISTANCE_BINS)
         chosen = held_out.numpy()
-        baseline = x[:, 0, :, 1 : 1 + mean.shape[-1]].double().numpy()
+        baseline = _baseline(x, mean.shape[-1]).double().numpy()
         return fit_blend_weights(mean.double().numpy()[chosen], baseline[chosen], truth.double().numpy()[chosen],
                                  distance[chosen])  # fmt: skip
 
@@ -555,7 +591,7 @@ class GPVAEImputer:
         F)`` (model imputations or draws) from it; the values themselves without context."""
         if not self.config.context:
             return values
-        baseline = x[:, 0, :, 1 : 1 + values.shape[-1]].to(values)
+        baseline = _baseline(x, values.shape[-1]).to(values)
         weight = torch.from_numpy(gates[distance_bin(distance)]).to(values)
         return baseline + weight * (values - baseline)
 
@@ -632,8 +668,8 @@ class GPVAEImputer:
         self.window_length = min(steps, c.window_length)
         self.period = c.period if c.context and c.period != "auto" else None
         if c.context and c.period == "auto":
-            kept = np.where(observed, (np.nan_to_num(data) - self.scale_mean) / self.scale_std, 0.0)
-            self.period = estimate_period(kept, observed, 10 * self.window_length)
+            values = np.where(observed, self._standardised(data), 0.0)
+            self.period = estimate_period(values, observed, 10 * self.window_length)
         torch.manual_seed(c.seed)
         self.model = self._build(num_features)
         held_out, callbacks, validation = None, [], None
@@ -641,11 +677,16 @@ class GPVAEImputer:
             rng = np.random.default_rng(c.seed)
             held_out = validation_holdout(observed, c.validation_fraction, self.window_length // 2, rng)
         self.blend_weights, self.residual_gates, self.noise_scale = (np.ones(DISTANCE_BINS) for _ in range(3))
-        if self.period is not None and held_out is not None:
-            self.blend_weights = self._fit_blend(data, observed & ~held_out, held_out, stamps / self.time_step)
-        x, y, train_mask, (windows, *_, distance) = self._tensors(data, stamps, hide=held_out)
+        series = self._series(data, stamps, hide=held_out)
+        if series.seasonal is not None and held_out is not None:  # the naive estimates of the held-out entries
+            interpolation = series.neighbours[..., :num_features]
+            self.blend_weights = fit_blend_weights(interpolation[held_out], series.seasonal[held_out],
+                                                   self._standardised(data)[held_out],
+                                                   series.distance[held_out])  # fmt: skip
+        x, y, train_mask, (windows, *_, distance) = self._windowed(series)
         if held_out is not None:
-            _, truth, full_mask, _ = self._tensors(data, stamps)
+            truth = torch.from_numpy(windows.cut(np.where(observed, self._standardised(data), 0.0))).float()
+            full_mask = torch.from_numpy(windows.cut(observed))
             validation = _EarlyStopping(self, (x, y, train_mask, full_mask & ~train_mask, truth),
                                         windows.cut(distance), c.eval_every, c.patience)  # fmt: skip
             callbacks.append(validation)
@@ -662,16 +703,6 @@ class GPVAEImputer:
             self.noise_scale = self._calibrate(*validation.data, windows.cut(distance))
         self.model.eval()
         return self
-
-    def _fit_blend(self, data: np.ndarray, kept: np.ndarray, held_out: np.ndarray, steps: np.ndarray) -> np.ndarray:
-        """:func:`fit_blend_weights` of the naive estimates made from the ``kept`` entries, on the ``held_out``
-        ones."""
-        values = np.where(kept, (np.nan_to_num(data) - self.scale_mean) / self.scale_std, 0.0)
-        truth = (np.nan_to_num(data) - self.scale_mean) / self.scale_std
-        neighbours, seasonal = self._naive_estimates(values, kept, steps)
-        interpolation = neighbours[..., : data.shape[-1]]
-        return fit_blend_weights(interpolation[held_out], seasonal[held_out], truth[held_out],
-                                 gap_distance(kept, steps)[held_out])  # fmt: skip
 
     def _check_fitted(self) -> None:
         if self.model is None:
